@@ -1,0 +1,95 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strictSwiftSettings: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+  name: "Capstan",
+  platforms: [.macOS(.v15)],
+  products: [
+    .library(name: "Capstan", targets: ["Capstan"]),
+    .library(name: "CapstanEtcd", targets: ["CapstanEtcd"]),
+    .library(name: "CapstanEtcdAPI", targets: ["CapstanEtcdAPI"]),
+    .library(name: "CapstanTesting", targets: ["CapstanTesting"]),
+    .executable(name: "capstan", targets: ["capstan"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+  ],
+  targets: [
+    // Generated protobuf messages and gRPC client stubs for etcd v3 (scripts/generate-protos).
+    .target(
+      name: "CapstanEtcdAPI",
+      dependencies: [
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: [.swiftLanguageMode(.v6)]
+    ),
+    // The etcd v3 client.
+    .target(
+      name: "CapstanEtcd",
+      dependencies: [
+        "CapstanEtcdAPI",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
+    // The controller runtime (filled by later issues).
+    .target(
+      name: "Capstan",
+      dependencies: ["CapstanEtcd", .product(name: "Logging", package: "swift-log")],
+      swiftSettings: strictSwiftSettings
+    ),
+    // Launches real etcd processes for tests and benchmarks.
+    .target(
+      name: "CapstanTesting",
+      dependencies: [],
+      swiftSettings: strictSwiftSettings
+    ),
+    .executableTarget(
+      name: "capstan",
+      dependencies: [
+        "Capstan",
+        "CapstanEtcd",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
+    .testTarget(
+      name: "CapstanEtcdTests",
+      dependencies: [
+        "CapstanEtcd", "CapstanEtcdAPI", "CapstanTesting",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
+    .testTarget(
+      name: "CapstanTests",
+      dependencies: ["Capstan"],
+      swiftSettings: strictSwiftSettings
+    ),
+  ]
+)

@@ -1,0 +1,212 @@
+import CapstanEtcdAPI
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Logging
+import NIOCore
+import NIOSSL
+import Synchronization
+
+/// How a call may be retried.
+enum RetryPolicy: Sendable {
+  /// Reads and other calls that can run twice without harm: retried on any transient failure.
+  case idempotent
+  /// Writes: retried only when the request certainly never reached a server.
+  case nonIdempotent
+}
+
+/// One gRPC client per endpoint, the "current" endpoint, and the retry/failover loop that every
+/// unary call goes through.
+final class EtcdConnectionPool: Sendable {
+  typealias Client = GRPCClient<HTTP2ClientTransport.Posix>
+
+  struct Member: Sendable {
+    let endpoint: EtcdEndpoint
+    let client: Client
+  }
+
+  let members: [Member]
+  let configuration: EtcdClientConfiguration
+  let auth: EtcdAuthenticator
+  private let logger: Logger
+  /// Index of the member calls go to first.
+  private let current = Mutex(0)
+
+  init(configuration: EtcdClientConfiguration, logger: Logger) throws(EtcdError) {
+    try configuration.validate()
+    self.configuration = configuration
+    self.logger = logger
+    let auth = EtcdAuthenticator(credentials: configuration.credentials)
+    self.auth = auth
+    let security = try Self.transportSecurity(configuration.tls)
+    var members: [Member] = []
+    for endpoint in configuration.endpoints {
+      let transport: HTTP2ClientTransport.Posix
+      do {
+        transport = try HTTP2ClientTransport.Posix(
+          target: endpoint.isIPv4Literal
+            ? .ipv4(address: endpoint.host, port: endpoint.port)
+            : .dns(host: endpoint.host, port: endpoint.port),
+          transportSecurity: security,
+          config: Self.transportConfig(tls: configuration.tls != nil)
+        )
+      } catch {
+        throw EtcdError(
+          code: .invalidArgument,
+          message: "cannot set up a connection to \(endpoint): \(error)",
+          cause: error
+        )
+      }
+      let client = Client(
+        transport: transport,
+        interceptors: [EtcdAuthInterceptor(authenticator: auth)] + configuration.interceptors
+      )
+      members.append(Member(endpoint: endpoint, client: client))
+    }
+    self.members = members
+  }
+
+  private static func transportSecurity(
+    _ tls: EtcdTLSConfiguration?
+  ) throws(EtcdError) -> HTTP2ClientTransport.Posix.TransportSecurity {
+    guard let tls else { return .plaintext }
+    var config = HTTP2ClientTransport.Posix.TransportSecurity.TLS.defaults
+    if let caFile = tls.caFile {
+      config.trustRoots = .certificates([.file(path: caFile, format: .pem)])
+    }
+    if let cert = tls.clientCertificateFile, let key = tls.clientKeyFile {
+      config.certificateChain = [.file(path: cert, format: .pem)]
+      config.privateKey = .file(path: key, format: .pem)
+    }
+    return .tls(config)
+  }
+
+  private static func transportConfig(tls: Bool) -> HTTP2ClientTransport.Posix.Config {
+    .defaults { config in
+      config.backoff = .init(initial: .milliseconds(50), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
+      config.connection.keepalive = .init(time: .seconds(30), timeout: .seconds(10), allowWithoutCalls: true)
+      config.connection.maxIdleTime = nil
+      config.http2.maxFrameSize = 1 << 20
+      config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
+        channel.eventLoop.makeCompletedFuture {
+          let operations = channel.pipeline.syncOperations
+          if tls, let ssl = try? operations.handler(type: NIOSSLClientHandler.self) {
+            try operations.addHandler(HTTP2PingResponder(), position: .after(ssl))
+          } else {
+            try operations.addHandler(HTTP2PingResponder(), position: .first)
+          }
+        }
+      }
+    }
+  }
+
+  /// Runs every member's connections until ``shutdown()``.
+  func run() async throws {
+    try await withThrowingDiscardingTaskGroup { group in
+      for member in self.members {
+        group.addTask { try await member.client.runConnections() }
+      }
+    }
+  }
+
+  /// Begins a graceful shutdown of every connection.
+  func shutdown() {
+    for member in self.members { member.client.beginGracefulShutdown() }
+  }
+
+  /// The member calls should go to now.
+  var currentMember: (index: Int, member: Member) {
+    let index = self.current.withLock { $0 }
+    return (index, self.members[index])
+  }
+
+  /// Moves on to the next member after `failedIndex` failed (no-op if someone already moved on).
+  func failover(from failedIndex: Int, error: EtcdError) {
+    guard self.members.count > 1 else { return }
+    let moved = self.current.withLock { current -> Int? in
+      guard current == failedIndex else { return nil }
+      current = (failedIndex + 1) % self.members.count
+      return current
+    }
+    if let moved {
+      self.logger.warning(
+        "etcd endpoint failed, failing over",
+        metadata: [
+          "failed_endpoint": "\(self.members[failedIndex].endpoint)",
+          "next_endpoint": "\(self.members[moved].endpoint)", "error": "\(error)",
+        ]
+      )
+    }
+  }
+
+  /// Call options for a call that must finish by `deadline`.
+  static func options(until deadline: ContinuousClock.Instant) -> CallOptions {
+    var options = CallOptions.defaults
+    options.timeout = max(.milliseconds(1), deadline - .now)
+    options.waitForReady = false
+    return options
+  }
+
+  /// Runs `body` against the current member, failing over and retrying as `policy` allows, until
+  /// it succeeds, fails for good, or the deadline (default: the configured request timeout) passes.
+  ///
+  /// Calls are never retried blindly: a non-idempotent one is sent again only if it certainly
+  /// never reached a server. When no endpoint is reachable at all the call fails once the
+  /// configured dial timeout has passed.
+  func perform<Result: Sendable>(
+    _ operation: String,
+    policy: RetryPolicy,
+    timeout: Duration? = nil,
+    _ body: (Client, CallOptions) async throws -> Result
+  ) async throws(EtcdError) -> Result {
+    let start = ContinuousClock.now
+    let deadline = start + (timeout ?? self.configuration.requestTimeout)
+    let dialDeadline = start + self.configuration.dialTimeout
+    var attempt = 0
+    var reauthenticated = false
+    var reachedServer = false
+    while true {
+      let (index, member) = self.currentMember
+      do {
+        if self.auth.needsToken { try await self.auth.authenticate(using: member.client, until: deadline) }
+        return try await body(member.client, Self.options(until: deadline))
+      } catch {
+        let error = EtcdError.wrapping(error, operation: operation)
+        if error.code == .invalidAuthToken, self.auth.isEnabled, !reauthenticated {
+          reauthenticated = true
+          self.auth.invalidate()
+          continue
+        }
+        if !error.requestNeverSent { reachedServer = true }
+        if error.isEndpointFailure { self.failover(from: index, error: error) }
+        let retryable =
+          switch policy {
+          case .idempotent: error.isRetryableForIdempotent
+          case .nonIdempotent: error.requestNeverSent
+          }
+        guard retryable, !Task.isCancelled else { throw error }
+        // Try each other member once at once; back off only after a full round.
+        attempt += 1
+        let delay =
+          attempt % self.members.count == 0
+          ? self.configuration.retryBackoff.delay(attempt: attempt / self.members.count - 1) : .zero
+        let now = ContinuousClock.now
+        let limit = reachedServer ? deadline : min(deadline, dialDeadline)
+        guard now + delay < limit else {
+          if !reachedServer && error.code == .unavailable {
+            let list = self.members.map { "\($0.endpoint)" }.joined(separator: ",")
+            let waited = Int((now - start).seconds * 1000)
+            throw EtcdError(
+              code: .unavailable,
+              message: "no etcd endpoint reachable at \(list) after \(waited) ms: \(error.message)",
+              cause: error.cause
+            )
+          }
+          throw error
+        }
+        if delay > .zero {
+          do { try await Task.sleep(for: delay) } catch { throw EtcdError.wrapping(error, operation: operation) }
+        }
+      }
+    }
+  }
+}

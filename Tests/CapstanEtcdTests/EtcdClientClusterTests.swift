@@ -1,0 +1,72 @@
+import CapstanEtcd
+import CapstanTesting
+import Foundation
+import Testing
+
+@Suite("EtcdClient against a 3-member cluster")
+struct EtcdClientClusterTests {
+  @Test("reads, writes and a watch fail over to another member when the first is stopped")
+  func failover() async throws {
+    let cluster = try await EtcdTestCluster.start(members: 3, name: "failover")
+    defer { cluster.stop() }
+    let prefix = uniquePrefix()
+    try await withEtcdClient(try clientConfiguration(for: cluster.members), logger: testLogger) { etcd in
+      #expect(etcd.currentEndpoint.description == cluster.endpoints[0])
+      let start = try await etcd.put(prefix + "k", "0").header.revision
+      let watch = etcd.watch(.prefix(prefix), options: WatchOptions(startRevision: start + 1))
+      async let events = collect(4, from: watch, timeout: .seconds(60))
+      try await etcd.put(prefix + "k", "1")
+      cluster.stopMember(0)
+      // A read is retried on the next member. (A write in flight on the dying connection would
+      // not be: it may have been applied, so it is never sent twice.)
+      #expect(try await etcd.get(prefix + "k")?.valueString == "1")
+      #expect(etcd.currentEndpoint.description != cluster.endpoints[0])
+      try await etcd.put(prefix + "k", "2")
+      try await etcd.put(prefix + "k", "3")
+      try await etcd.put(prefix + "k", "4")
+      let values = try await events.compactMap { event -> String? in
+        if case .put(let kv, _) = event { return kv.valueString } else { return nil }
+      }
+      #expect(values == ["1", "2", "3", "4"])
+      let statuses = try await [1, 2].asyncMap { try await etcd.status(endpointIndex: $0) }
+      #expect(Set(statuses.map(\.leader)).count == 1)
+    }
+  }
+}
+
+@Suite("EtcdClient connection errors")
+struct EtcdClientConnectionErrorTests {
+  @Test("an unreachable endpoint list fails within the dial timeout with a clear error")
+  func unreachable() async throws {
+    var configuration = try EtcdClientConfiguration(endpoints: "127.0.0.1:1,127.0.0.1:2")
+    configuration.dialTimeout = .seconds(2)
+    let started = ContinuousClock.now
+    let error = await #expect(throws: EtcdError.self) {
+      try await withEtcdClient(configuration, logger: testLogger) { etcd in try await etcd.put("/k", "v") }
+    }
+    let elapsed = ContinuousClock.now - started
+    #expect(error?.code == .unavailable)
+    #expect(error?.message.contains("127.0.0.1:1,127.0.0.1:2") == true)
+    #expect(elapsed < .seconds(5))
+  }
+
+  @Test("malformed endpoints are rejected before connecting", arguments: ["", "localhost", "127.0.0.1:", "127.0.0.1:99999", "a b:1", ":2379", "[::1:2379"])
+  func malformed(_ text: String) throws {
+    let error = #expect(throws: EtcdError.self) { try EtcdClientConfiguration(endpoints: text) }
+    #expect(error?.code == .invalidArgument)
+  }
+
+  @Test("well-formed endpoints parse")
+  func wellFormed() throws {
+    let endpoints = try EtcdEndpoint.parseList("127.0.0.1:2379, http://etcd-1:22379,[::1]:2379")
+    #expect(endpoints.map(\.description) == ["127.0.0.1:2379", "etcd-1:22379", "[::1]:2379"])
+  }
+}
+
+extension Array {
+  func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+    var result: [T] = []
+    for element in self { result.append(try await transform(element)) }
+    return result
+  }
+}
