@@ -86,10 +86,5 @@ let package = Package(
       ],
       swiftSettings: strictSwiftSettings
     ),
-    .testTarget(
-      name: "CapstanTests",
-      dependencies: ["Capstan"],
-      swiftSettings: strictSwiftSettings
-    ),
   ]
 )

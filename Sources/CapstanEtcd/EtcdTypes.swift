@@ -309,6 +309,12 @@ public struct EtcdLease: Sendable, Hashable {
   public var id: Int64
   /// The TTL in seconds that etcd granted.
   public var ttl: Int64
+
+  /// Refers to an existing lease (e.g. one granted by another process) with its TTL in seconds.
+  public init(id: Int64, ttl: Int64) {
+    self.id = id
+    self.ttl = ttl
+  }
 }
 
 /// What etcd knows of a lease.

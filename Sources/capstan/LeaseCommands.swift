@@ -66,7 +66,7 @@ struct LeaseKeepAliveCommand: EtcdCommand {
       guard info.ttl > 0 else {
         throw EtcdError(code: .leaseNotFound, message: "lease \(id) does not exist (expired or revoked)")
       }
-      let keepAlive = client.keepAlive(makeLease(id: id.rawValue, ttl: info.grantedTTL))
+      let keepAlive = client.keepAlive(EtcdLease(id: id.rawValue, ttl: info.grantedTTL))
       defer { keepAlive.cancel() }
       _ = try await TerminationSignal.runUntilSignalled {
         var renewals = 0
@@ -81,7 +81,7 @@ struct LeaseKeepAliveCommand: EtcdCommand {
             renewals += 1
             if let limit, renewals >= limit { return }
           case .lost(let error):
-            throw error
+            throw EtcdError(code: error.code, message: "lease \(id) lost: \(error.message)")
           }
         }
       }
@@ -138,15 +138,4 @@ struct LeaseListCommand: EtcdCommand {
     case .table, .simple: StandardStreams.writeLines(["found \(ids.count) leases"] + ids.map(\.description))
     }
   }
-}
-
-/// An ``EtcdLease`` for a lease granted elsewhere (by ID).
-///
-/// WORKAROUND: `EtcdLease` has no public initializer (only its implicit internal memberwise one),
-/// so a lease not granted by this process cannot be handed to `EtcdClient.keepAlive(_:)`. Until
-/// CapstanEtcd adds `public init(id:ttl:)`, build the value from its two stored `Int64`s, in
-/// declaration order; `unsafeBitCast` traps if the struct's size ever changes.
-func makeLease(id: Int64, ttl: Int64) -> EtcdLease {
-  precondition(MemoryLayout<EtcdLease>.size == MemoryLayout<(Int64, Int64)>.size, "EtcdLease layout changed")
-  return unsafeBitCast((id, ttl), to: EtcdLease.self)
 }

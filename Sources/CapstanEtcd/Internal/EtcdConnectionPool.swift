@@ -28,6 +28,8 @@ final class EtcdConnectionPool: Sendable {
   let configuration: EtcdClientConfiguration
   let auth: EtcdAuthenticator
   private let logger: Logger
+  /// Set once any call has succeeded: from then on a slow call is bounded by its own deadline only.
+  private let hasConnected = Atomic<Bool>(false)
   /// Index of the member calls go to first.
   private let current = Mutex(0)
 
@@ -168,7 +170,12 @@ final class EtcdConnectionPool: Sendable {
       let (index, member) = self.currentMember
       do {
         if self.auth.needsToken { try await self.auth.authenticate(using: member.client, until: deadline) }
-        return try await body(member.client, Self.options(until: deadline))
+        // Until some server has answered, an attempt may not outlive the dial timeout: a call
+        // queued on a connection that never comes up must not wait for the request timeout.
+        let connected = reachedServer || self.hasConnected.load(ordering: .relaxed)
+        let result = try await body(member.client, Self.options(until: connected ? deadline : min(deadline, dialDeadline)))
+        self.hasConnected.store(true, ordering: .relaxed)
+        return result
       } catch {
         let error = EtcdError.wrapping(error, operation: operation)
         if error.code == .invalidAuthToken, self.auth.isEnabled, !reauthenticated {
@@ -176,12 +183,16 @@ final class EtcdConnectionPool: Sendable {
           self.auth.invalidate()
           continue
         }
-        if !error.requestNeverSent { reachedServer = true }
-        if error.isEndpointFailure { self.failover(from: index, error: error) }
+        // A call that timed out before any server ever answered was queued on a connection that
+        // never came up: it was not sent.
+        let neverConnected = !self.hasConnected.load(ordering: .relaxed)
+        let notSent = error.requestNeverSent || (neverConnected && error.code == .deadlineExceeded)
+        if !notSent { reachedServer = true }
+        if error.isEndpointFailure || notSent { self.failover(from: index, error: error) }
         let retryable =
           switch policy {
-          case .idempotent: error.isRetryableForIdempotent
-          case .nonIdempotent: error.requestNeverSent
+          case .idempotent: error.isRetryableForIdempotent || notSent
+          case .nonIdempotent: notSent
           }
         guard retryable, !Task.isCancelled else { throw error }
         // Try each other member once at once; back off only after a full round.
@@ -192,7 +203,7 @@ final class EtcdConnectionPool: Sendable {
         let now = ContinuousClock.now
         let limit = reachedServer ? deadline : min(deadline, dialDeadline)
         guard now + delay < limit else {
-          if !reachedServer && error.code == .unavailable {
+          if !reachedServer && (error.code == .unavailable || error.code == .deadlineExceeded) {
             let list = self.members.map { "\($0.endpoint)" }.joined(separator: ",")
             let waited = Int((now - start).seconds * 1000)
             throw EtcdError(
