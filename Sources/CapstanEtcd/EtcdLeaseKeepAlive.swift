@@ -114,29 +114,14 @@ final class EtcdLeaseKeeper: Sendable {
   }
 
   func run() async {
-    var wakeups = self.wakeups.makeAsyncIterator()
-    var failures = 0
-    while !Task.isCancelled {
-      let (closed, idle) = self.state.withLock { ($0.closed, $0.entries.isEmpty) }
-      if closed { return }
-      if idle {
-        guard await wakeups.next() != nil else { return }
-        continue
-      }
-      let (index, member) = self.pool.currentMember
-      let opened = ContinuousClock.now
-      let error = await self.session(on: member.client)
-      if self.state.withLock({ $0.closed }) || Task.isCancelled { return }
-      if ContinuousClock.now - opened > .seconds(30) { failures = 0 }
-      self.pool.failover(from: index, error: error)
-      self.expireOverdue()
-      let delay = min(self.pool.configuration.streamBackoff.delay(attempt: failures), .seconds(1))
-      failures += 1
-      self.logger.warning(
-        "etcd keep-alive stream broke, re-establishing",
-        metadata: ["endpoint": "\(member.endpoint)", "error": "\(error)"])
-      try? await Task.sleep(for: delay)
-    }
+    await self.pool.superviseStream(
+      "lease keep-alive",
+      wakeups: self.wakeups,
+      maximumDelay: .seconds(1),  // leases expire: never wait long to reconnect
+      status: { self.state.withLock { ($0.closed, $0.entries.isEmpty) } },
+      session: { await self.session(on: $0) },
+      afterBreak: { self.expireOverdue() }
+    )
   }
 
   private func session(on client: EtcdConnectionPool.Client) async -> EtcdError {

@@ -190,29 +190,13 @@ final class EtcdWatchHub: Sendable {
   /// Keeps the shared stream open while there are watchers, re-establishing it with jittered
   /// exponential backoff when it breaks, until shutdown.
   func run() async {
-    var wakeups = self.wakeups.makeAsyncIterator()
-    var failures = 0
-    while !Task.isCancelled {
-      let (closed, idle) = self.state.withLock { ($0.closed, $0.watchers.isEmpty) }
-      if closed { return }
-      if idle {
-        guard await wakeups.next() != nil else { return }
-        continue
-      }
-      let (index, member) = self.pool.currentMember
-      let opened = ContinuousClock.now
-      let error = await self.session(on: member.client)
-      if self.state.withLock({ $0.closed }) || Task.isCancelled { return }
-      if ContinuousClock.now - opened > .seconds(30) { failures = 0 }
-      self.pool.failover(from: index, error: error)
-      let delay = self.pool.configuration.streamBackoff.delay(attempt: failures)
-      failures += 1
-      self.streamRestarts.add(1, ordering: .relaxed)
-      self.logger.warning(
-        "etcd watch stream broke, resuming every watcher from its next revision",
-        metadata: ["endpoint": "\(member.endpoint)", "error": "\(error)", "retry_in_ms": "\(Int(delay.seconds * 1000))"])
-      try? await Task.sleep(for: delay)
-    }
+    await self.pool.superviseStream(
+      "watch",
+      wakeups: self.wakeups,
+      status: { self.state.withLock { ($0.closed, $0.watchers.isEmpty) } },
+      session: { await self.session(on: $0) },
+      afterBreak: { self.streamRestarts.add(1, ordering: .relaxed) }
+    )
   }
 
   /// One life of the shared stream. Returns why it ended.

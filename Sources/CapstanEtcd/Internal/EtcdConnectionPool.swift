@@ -220,4 +220,42 @@ final class EtcdConnectionPool: Sendable {
       }
     }
   }
+
+  /// Keeps one long-lived stream (the shared watch or keep-alive stream) open while it has work:
+  /// waits on `wakeups` while `status()` says idle, runs `session` on the current member, and when
+  /// it breaks fails over and backs off (jittered exponential, reset after 30 healthy seconds)
+  /// before opening the next one. Returns when `status()` says closed or the task is cancelled.
+  func superviseStream(
+    _ name: String,
+    wakeups: AsyncStream<Void>,
+    maximumDelay: Duration? = nil,
+    status: () -> (closed: Bool, idle: Bool),
+    session: (Client) async -> EtcdError,
+    afterBreak: () -> Void = {}
+  ) async {
+    var wakeups = wakeups.makeAsyncIterator()
+    var failures = 0
+    while !Task.isCancelled {
+      let (closed, idle) = status()
+      if closed { return }
+      if idle {
+        guard await wakeups.next() != nil else { return }
+        continue
+      }
+      let (index, member) = self.currentMember
+      let opened = ContinuousClock.now
+      let error = await session(member.client)
+      if status().closed || Task.isCancelled { return }
+      if ContinuousClock.now - opened > .seconds(30) { failures = 0 }
+      self.failover(from: index, error: error)
+      afterBreak()
+      var delay = self.configuration.streamBackoff.delay(attempt: failures)
+      if let maximumDelay { delay = min(delay, maximumDelay) }
+      failures += 1
+      self.logger.warning(
+        "etcd \(name) stream broke, re-establishing it",
+        metadata: ["endpoint": "\(member.endpoint)", "error": "\(error)", "retry_in_ms": "\(Int(delay.seconds * 1000))"])
+      try? await Task.sleep(for: delay)
+    }
+  }
 }
