@@ -2,6 +2,8 @@ import ArgumentParser
 import CapstanEtcd
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 
 /// Parses the command line, bootstraps logging once, runs the command, and turns every failure
 /// into one readable line on stderr with exit code 1 (usage errors keep argument-parser's text).
@@ -55,4 +57,9 @@ enum CapstanEntryPoint {
   }
 }
 
+// Run Swift concurrency on NIO's event loop threads, so the client's work does not hop between
+// NIO's threads and the global executor's (set CAPSTAN_NIO_EXECUTOR=0 to compare).
+if ProcessInfo.processInfo.environment["CAPSTAN_NIO_EXECUTOR"] != "0" {
+  _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+}
 await CapstanEntryPoint.run()
