@@ -163,12 +163,17 @@ public struct EtcdClientConfiguration: Sendable {
   /// Sends `hasleader=true` on watches so that a member without a leader cancels them (and the
   /// client moves them to another member) instead of leaving them silent.
   public var requireLeaderOnWatches: Bool
+  /// Coalesce writes to the socket for at most this long (`nil`: flush every write at once).
+  /// With many requests in flight this saves system calls (about 10% more puts/s at 64 in flight
+  /// here); a lone request waits at most this long.
+  public var coalesceFlushes: Duration?
   /// Interceptors that see every RPC the client makes (unary and streaming). The one place to
   /// hook in rate limiting, circuit breaking or tracing.
   public var interceptors: [any ClientInterceptor]
 
   /// A configuration with production defaults: 5 s dial timeout, 10 s request timeout,
-  /// retries from 25 ms to 1 s, stream resumes from 100 ms to 10 s, plaintext, no auth.
+  /// retries from 25 ms to 1 s, stream resumes from 100 ms to 10 s, flushes coalesced for up to
+  /// 100 µs, plaintext, no auth.
   public init(
     endpoints: [EtcdEndpoint],
     dialTimeout: Duration = .seconds(5),
@@ -178,6 +183,7 @@ public struct EtcdClientConfiguration: Sendable {
     tls: EtcdTLSConfiguration? = nil,
     credentials: EtcdCredentials? = nil,
     requireLeaderOnWatches: Bool = true,
+    coalesceFlushes: Duration? = .microseconds(100),
     interceptors: [any ClientInterceptor] = []
   ) {
     self.endpoints = endpoints
@@ -188,6 +194,7 @@ public struct EtcdClientConfiguration: Sendable {
     self.tls = tls
     self.credentials = credentials
     self.requireLeaderOnWatches = requireLeaderOnWatches
+    self.coalesceFlushes = coalesceFlushes
     self.interceptors = interceptors
   }
 

@@ -49,7 +49,7 @@ final class EtcdConnectionPool: Sendable {
             ? .ipv4(address: endpoint.host, port: endpoint.port)
             : .dns(host: endpoint.host, port: endpoint.port),
           transportSecurity: security,
-          config: Self.transportConfig(tls: configuration.tls != nil)
+          config: Self.transportConfig(tls: configuration.tls != nil, coalesceFlushes: configuration.coalesceFlushes)
         )
       } catch {
         throw EtcdError(
@@ -58,10 +58,10 @@ final class EtcdConnectionPool: Sendable {
           cause: error
         )
       }
-      let client = Client(
-        transport: transport,
-        interceptors: [EtcdAuthInterceptor(authenticator: auth)] + configuration.interceptors
-      )
+      // Every interceptor costs each call a little: the auth one is installed only with credentials.
+      let authInterceptors: [any ClientInterceptor] =
+        configuration.credentials == nil ? [] : [EtcdAuthInterceptor(authenticator: auth)]
+      let client = Client(transport: transport, interceptors: authInterceptors + configuration.interceptors)
       members.append(Member(endpoint: endpoint, client: client))
     }
     self.members = members
@@ -82,12 +82,13 @@ final class EtcdConnectionPool: Sendable {
     return .tls(config)
   }
 
-  private static func transportConfig(tls: Bool) -> HTTP2ClientTransport.Posix.Config {
+  private static func transportConfig(tls: Bool, coalesceFlushes: Duration?) -> HTTP2ClientTransport.Posix.Config {
     .defaults { config in
       config.backoff = .init(initial: .milliseconds(50), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
       config.connection.keepalive = .init(time: .seconds(30), timeout: .seconds(10), allowWithoutCalls: true)
       config.connection.maxIdleTime = nil
       config.http2.maxFrameSize = 1 << 20
+      if let delay = coalesceFlushes { config.connection.flushCoalescing = .init(maxFlushDelay: delay, maxBytes: 64 * 1024) }
       config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
         channel.eventLoop.makeCompletedFuture {
           let operations = channel.pipeline.syncOperations
