@@ -279,26 +279,11 @@ public final class EtcdClient: Service, Sendable {
     if let endpointIndex, !self.pool.members.indices.contains(endpointIndex) {
       throw EtcdError(code: .invalidArgument, message: "status: no endpoint number \(endpointIndex)")
     }
-    let response: (Etcdserverpb_StatusResponse, EtcdEndpoint)
-    if let endpointIndex {
-      let member = self.pool.members[endpointIndex]
-      do {
-        response = (
-          try await Etcdserverpb_Maintenance.Client(wrapping: member.client).status(
-            Etcdserverpb_StatusRequest(),
-            options: EtcdConnectionPool.options(until: .now + self.configuration.requestTimeout)),
-          member.endpoint
-        )
-      } catch {
-        throw EtcdError.wrapping(error, operation: "status of \(member.endpoint)")
-      }
-    } else {
-      let pool = self.pool
-      response = try await pool.perform("status", policy: .idempotent) { client, callOptions in
-        let status = try await Etcdserverpb_Maintenance.Client(wrapping: client).status(
-          Etcdserverpb_StatusRequest(), options: callOptions)
-        return (status, pool.currentMember.member.endpoint)
-      }
+    let pool = self.pool
+    let response = try await pool.perform("status", policy: .idempotent, pinnedTo: endpointIndex) { client, callOptions in
+      let status = try await Etcdserverpb_Maintenance.Client(wrapping: client).status(
+        Etcdserverpb_StatusRequest(), options: callOptions)
+      return (status, endpointIndex.map { pool.members[$0].endpoint } ?? pool.currentMember.member.endpoint)
     }
     let (status, endpoint) = response
     return EtcdStatus(

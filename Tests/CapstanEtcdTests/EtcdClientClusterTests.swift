@@ -30,6 +30,9 @@ struct EtcdClientClusterTests {
       #expect(values == ["1", "2", "3", "4"])
       let statuses = try await [1, 2].asyncMap { try await etcd.status(endpointIndex: $0) }
       #expect(Set(statuses.map(\.leader)).count == 1)
+      // The stopped member's own status is a typed error, not a hang, and not another member's answer.
+      let down = await #expect(throws: EtcdError.self) { try await etcd.status(endpointIndex: 0) }
+      #expect(down?.code == .unavailable)
     }
   }
 }

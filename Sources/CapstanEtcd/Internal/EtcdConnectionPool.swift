@@ -30,6 +30,8 @@ final class EtcdConnectionPool: Sendable {
   private let logger: Logger
   /// Set once any call has succeeded: from then on a slow call is bounded by its own deadline only.
   private let hasConnected = Atomic<Bool>(false)
+  /// One bit per member that failed and has not answered since (for logging transitions only).
+  private let failedMembers = Atomic<UInt64>(0)
   /// Index of the member calls go to first.
   private let current = Mutex(0)
 
@@ -123,14 +125,17 @@ final class EtcdConnectionPool: Sendable {
   }
 
   /// Moves on to the next member after `failedIndex` failed (no-op if someone already moved on).
+  /// Logs a warning when a member that was working fails, not on every retry while it stays down.
   func failover(from failedIndex: Int, error: EtcdError) {
+    let bit = UInt64(1) << UInt64(failedIndex % 64)
+    let wasHealthy = self.failedMembers.bitwiseOr(bit, ordering: .relaxed).oldValue & bit == 0
     guard self.members.count > 1 else { return }
     let moved = self.current.withLock { current -> Int? in
       guard current == failedIndex else { return nil }
       current = (failedIndex + 1) % self.members.count
       return current
     }
-    if let moved {
+    if let moved, wasHealthy {
       self.logger.warning(
         "etcd endpoint failed, failing over",
         metadata: [
@@ -138,6 +143,15 @@ final class EtcdConnectionPool: Sendable {
           "next_endpoint": "\(self.members[moved].endpoint)", "error": "\(error)",
         ]
       )
+    }
+  }
+
+  /// Records that a member answered (cheap when it was already known to be healthy).
+  private func markHealthy(_ index: Int) {
+    let bit = UInt64(1) << UInt64(index % 64)
+    if self.failedMembers.load(ordering: .relaxed) & bit != 0 {
+      self.failedMembers.bitwiseAnd(~bit, ordering: .relaxed)
+      self.logger.info("etcd endpoint answers again", metadata: ["endpoint": "\(self.members[index].endpoint)"])
     }
   }
 
@@ -151,6 +165,7 @@ final class EtcdConnectionPool: Sendable {
 
   /// Runs `body` against the current member, failing over and retrying as `policy` allows, until
   /// it succeeds, fails for good, or the deadline (default: the configured request timeout) passes.
+  /// With `pinnedTo`, every attempt goes to that member (no failover).
   ///
   /// Calls are never retried blindly: a non-idempotent one is sent again only if it certainly
   /// never reached a server. When no endpoint is reachable at all the call fails once the
@@ -159,6 +174,7 @@ final class EtcdConnectionPool: Sendable {
     _ operation: String,
     policy: RetryPolicy,
     timeout: Duration? = nil,
+    pinnedTo pinnedIndex: Int? = nil,
     _ body: (Client, CallOptions) async throws -> Result
   ) async throws(EtcdError) -> Result {
     let start = ContinuousClock.now
@@ -168,7 +184,7 @@ final class EtcdConnectionPool: Sendable {
     var reauthenticated = false
     var reachedServer = false
     while true {
-      let (index, member) = self.currentMember
+      let (index, member) = pinnedIndex.map { ($0, self.members[$0]) } ?? self.currentMember
       do {
         if self.auth.needsToken { try await self.auth.authenticate(using: member.client, until: deadline) }
         // Until some server has answered, an attempt may not outlive the dial timeout: a call
@@ -176,6 +192,7 @@ final class EtcdConnectionPool: Sendable {
         let connected = reachedServer || self.hasConnected.load(ordering: .relaxed)
         let result = try await body(member.client, Self.options(until: connected ? deadline : min(deadline, dialDeadline)))
         self.hasConnected.store(true, ordering: .relaxed)
+        self.markHealthy(index)
         return result
       } catch {
         let error = EtcdError.wrapping(error, operation: operation)
@@ -189,7 +206,7 @@ final class EtcdConnectionPool: Sendable {
         let neverConnected = !self.hasConnected.load(ordering: .relaxed)
         let notSent = error.requestNeverSent || (neverConnected && error.code == .deadlineExceeded)
         if !notSent { reachedServer = true }
-        if error.isEndpointFailure || notSent { self.failover(from: index, error: error) }
+        if pinnedIndex == nil, error.isEndpointFailure || notSent { self.failover(from: index, error: error) }
         let retryable =
           switch policy {
           case .idempotent: error.isRetryableForIdempotent || notSent
@@ -215,6 +232,12 @@ final class EtcdConnectionPool: Sendable {
           }
           throw error
         }
+        self.logger.debug(
+          "etcd call failed, retrying",
+          metadata: [
+            "operation": "\(operation)", "endpoint": "\(member.endpoint)", "attempt": "\(attempt)",
+            "retry_in_ms": "\(Int(delay.seconds * 1000))", "error": "\(error)",
+          ])
         if delay > .zero {
           do { try await Task.sleep(for: delay) } catch { throw EtcdError.wrapping(error, operation: operation) }
         }
