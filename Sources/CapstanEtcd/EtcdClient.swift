@@ -92,7 +92,9 @@ public final class EtcdClient: Service, Sendable {
     try range.validate("range")
     try options.validate("range")
     let request = options.request(for: range)
-    let response = try await self.pool.perform("range", policy: .idempotent, timeout: timeout) { client, callOptions in
+    let response = try await self.pool.performKV(
+      "range", policy: .idempotent, timeout: timeout, method: Etcdserverpb_KV.Method.Range.descriptor, request: request
+    ) { client, callOptions in
       try await Etcdserverpb_KV.Client(wrapping: client).range(request, options: callOptions)
     }
     return RangeResult(response)
@@ -133,7 +135,9 @@ public final class EtcdClient: Service, Sendable {
   public func put(key: Data, value: Data, options: PutOptions = PutOptions(), timeout: Duration? = nil) async throws(EtcdError) -> PutResult {
     guard !key.isEmpty else { throw EtcdError(code: .invalidArgument, message: "put: the key must not be empty") }
     let request = makePutRequest(key: key, value: value, options: options)
-    let response = try await self.pool.perform("put", policy: .nonIdempotent, timeout: timeout) { client, callOptions in
+    let response = try await self.pool.performKV(
+      "put", policy: .nonIdempotent, timeout: timeout, method: Etcdserverpb_KV.Method.Put.descriptor, request: request
+    ) { client, callOptions in
       try await Etcdserverpb_KV.Client(wrapping: client).put(request, options: callOptions)
     }
     return PutResult(response)
@@ -144,7 +148,10 @@ public final class EtcdClient: Service, Sendable {
   public func delete(_ range: EtcdKeyRange, prevKV: Bool = false, timeout: Duration? = nil) async throws(EtcdError) -> DeleteResult {
     try range.validate("delete")
     let request = makeDeleteRequest(range: range, prevKV: prevKV)
-    let response = try await self.pool.perform("delete", policy: .nonIdempotent, timeout: timeout) { client, callOptions in
+    let response = try await self.pool.performKV(
+      "delete", policy: .nonIdempotent, timeout: timeout, method: Etcdserverpb_KV.Method.DeleteRange.descriptor,
+      request: request
+    ) { client, callOptions in
       try await Etcdserverpb_KV.Client(wrapping: client).deleteRange(request, options: callOptions)
     }
     return DeleteResult(response)
@@ -161,8 +168,10 @@ public final class EtcdClient: Service, Sendable {
     try txn.validate()
     let request = txn.proto
     let readOnly = (txn.success + txn.failure).allSatisfy { if case .range = $0 { true } else { false } }
-    let response = try await self.pool.perform("txn", policy: readOnly ? .idempotent : .nonIdempotent, timeout: timeout) {
-      client, callOptions in
+    let response = try await self.pool.performKV(
+      "txn", policy: readOnly ? .idempotent : .nonIdempotent, timeout: timeout,
+      method: Etcdserverpb_KV.Method.Txn.descriptor, request: request
+    ) { client, callOptions in
       try await Etcdserverpb_KV.Client(wrapping: client).txn(request, options: callOptions)
     }
     return TxnResult(response)

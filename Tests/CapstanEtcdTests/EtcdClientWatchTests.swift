@@ -82,6 +82,7 @@ struct EtcdClientWatchTests {
       let noWatch = await #expect(throws: EtcdError.self) { try await etcd.requestWatchProgress() }
       #expect(noWatch?.code == .unavailable)
       let watch = etcd.watch(.prefix(prefix), options: WatchOptions(progressNotify: true))
+      _ = try await etcd.requestWatchProgress()  // answered after the watch is created
       let written = try await etcd.put(prefix + "p", "1").header.revision
       let revision = try await etcd.requestWatchProgress()
       #expect(revision >= written)

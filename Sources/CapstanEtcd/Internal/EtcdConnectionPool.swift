@@ -4,6 +4,7 @@ import GRPCNIOTransportHTTP2Posix
 import Logging
 import NIOCore
 import NIOSSL
+import SwiftProtobuf
 import Synchronization
 
 /// How a call may be retried.
@@ -21,7 +22,10 @@ final class EtcdConnectionPool: Sendable {
 
   struct Member: Sendable {
     let endpoint: EtcdEndpoint
+    /// grpc-swift's client: streams, and every call when user interceptors are configured.
     let client: Client
+    /// The lean unary path for KV calls, unless user interceptors must see every call.
+    let unary: EtcdUnaryChannel?
   }
 
   let members: [Member]
@@ -42,6 +46,7 @@ final class EtcdConnectionPool: Sendable {
     let auth = EtcdAuthenticator(credentials: configuration.credentials)
     self.auth = auth
     let security = try Self.transportSecurity(configuration.tls)
+    let sslContext = try Self.sslContext(configuration.tls)
     var members: [Member] = []
     for endpoint in configuration.endpoints {
       let transport: HTTP2ClientTransport.Posix
@@ -64,9 +69,31 @@ final class EtcdConnectionPool: Sendable {
       let authInterceptors: [any ClientInterceptor] =
         configuration.credentials == nil ? [] : [EtcdAuthInterceptor(authenticator: auth)]
       let client = Client(transport: transport, interceptors: authInterceptors + configuration.interceptors)
-      members.append(Member(endpoint: endpoint, client: client))
+      let unary =
+        configuration.interceptors.isEmpty
+        ? EtcdUnaryChannel(
+          endpoint: endpoint, sslContext: sslContext, serverHostname: configuration.tls?.serverName,
+          connectTimeout: configuration.dialTimeout)
+        : nil
+      members.append(Member(endpoint: endpoint, client: client, unary: unary))
     }
     self.members = members
+  }
+
+  private static func sslContext(_ tls: EtcdTLSConfiguration?) throws(EtcdError) -> NIOSSLContext? {
+    guard let tls else { return nil }
+    do {
+      var configuration = TLSConfiguration.makeClientConfiguration()
+      if let caFile = tls.caFile { configuration.trustRoots = .file(caFile) }
+      if let cert = tls.clientCertificateFile, let key = tls.clientKeyFile {
+        configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
+        configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+      }
+      configuration.applicationProtocols = ["h2"]
+      return try NIOSSLContext(configuration: configuration)
+    } catch {
+      throw EtcdError(code: .invalidArgument, message: "invalid TLS configuration: \(error)", cause: error)
+    }
   }
 
   private static func transportSecurity(
@@ -115,7 +142,10 @@ final class EtcdConnectionPool: Sendable {
 
   /// Begins a graceful shutdown of every connection.
   func shutdown() {
-    for member in self.members { member.client.beginGracefulShutdown() }
+    for member in self.members {
+      member.client.beginGracefulShutdown()
+      member.unary?.close()
+    }
   }
 
   /// The member calls should go to now.
@@ -177,6 +207,37 @@ final class EtcdConnectionPool: Sendable {
     pinnedTo pinnedIndex: Int? = nil,
     _ body: (Client, CallOptions) async throws -> Result
   ) async throws(EtcdError) -> Result {
+    try await self.performOnMember(operation, policy: policy, timeout: timeout, pinnedTo: pinnedIndex) { member, until in
+      try await body(member.client, Self.options(until: until))
+    }
+  }
+
+  /// A KV call: on the lean unary path when it is on, else through grpc-swift's stub `fallback`.
+  func performKV<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+    _ operation: String,
+    policy: RetryPolicy,
+    timeout: Duration?,
+    method: MethodDescriptor,
+    request: Request,
+    fallback: (Client, CallOptions) async throws -> Response
+  ) async throws(EtcdError) -> Response {
+    let path = "/" + method.fullyQualifiedMethod
+    return try await self.performOnMember(operation, policy: policy, timeout: timeout) { member, until in
+      guard let unary = member.unary else { return try await fallback(member.client, Self.options(until: until)) }
+      let metadata = self.auth.currentToken.map { [("token", $0)] } ?? []
+      return try await unary.call(path: path, request: request, metadata: metadata, deadline: until)
+    }
+  }
+
+  /// The retry and failover loop behind ``perform(_:policy:timeout:pinnedTo:_:)``: `body` gets the
+  /// member to call and the deadline of this attempt.
+  private func performOnMember<Result: Sendable>(
+    _ operation: String,
+    policy: RetryPolicy,
+    timeout: Duration? = nil,
+    pinnedTo pinnedIndex: Int? = nil,
+    _ body: (Member, ContinuousClock.Instant) async throws -> Result
+  ) async throws(EtcdError) -> Result {
     let start = ContinuousClock.now
     let deadline = start + (timeout ?? self.configuration.requestTimeout)
     let dialDeadline = start + self.configuration.dialTimeout
@@ -190,7 +251,7 @@ final class EtcdConnectionPool: Sendable {
         // Until some server has answered, an attempt may not outlive the dial timeout: a call
         // queued on a connection that never comes up must not wait for the request timeout.
         let connected = reachedServer || self.hasConnected.load(ordering: .relaxed)
-        let result = try await body(member.client, Self.options(until: connected ? deadline : min(deadline, dialDeadline)))
+        let result = try await body(member, connected ? deadline : min(deadline, dialDeadline))
         self.hasConnected.store(true, ordering: .relaxed)
         self.markHealthy(index)
         return result
