@@ -87,6 +87,7 @@ let package = Package(
       name: "CapstanEtcdTests",
       dependencies: [
         "CapstanEtcd", "CapstanEtcdAPI", "CapstanTesting",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),

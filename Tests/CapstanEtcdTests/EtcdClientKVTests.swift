@@ -1,6 +1,8 @@
 import CapstanEtcd
 import CapstanTesting
 import Foundation
+import GRPCCore
+import Synchronization
 import Testing
 
 @Suite("EtcdClient KV against a real etcd", .etcdServer("kv"))
@@ -204,6 +206,26 @@ struct EtcdClientKVTests {
     }
   }
 
+  @Test("user interceptors see every call, KV included (which then leaves the lean path)")
+  func interceptorsSeeKVCalls() async throws {
+    let prefix = uniquePrefix()
+    let recorder = RecordingInterceptor()
+    var configuration = try clientConfiguration(for: [try suiteServer()])
+    configuration.interceptors = [recorder]
+    try await withEtcdClient(configuration, logger: testLogger) { etcd in
+      try await etcd.put(prefix + "i", "1")
+      #expect(try await etcd.get(prefix + "i")?.valueString == "1")
+      _ = try await etcd.txn(EtcdTxn(compares: [.value(prefix + "i", is: "1")], success: [.put(prefix + "i", "2")]))
+      try await etcd.delete(prefix + "i")
+      _ = try await etcd.status()
+    }
+    let methods = Set(recorder.methods)
+    for method in ["Put", "Range", "Txn", "DeleteRange"] {
+      #expect(methods.contains("etcdserverpb.KV/\(method)"), "missing \(method) in \(methods)")
+    }
+    #expect(methods.contains("etcdserverpb.Maintenance/Status"))
+  }
+
   @Test("20,000 requests on one connection: etcd's PINGs never make the client drop it")
   func manyRequestsOnOneConnection() async throws {
     let prefix = uniquePrefix()
@@ -235,5 +257,20 @@ func runManyRequests(_ etcd: EtcdClient, prefix: String, count: Int) async throw
     var total = 0
     for try await done in group { total += done }
     #expect(total == count)
+  }
+}
+
+/// Records the method of every call it sees.
+final class RecordingInterceptor: ClientInterceptor {
+  private let seen = Mutex<[String]>([])
+  var methods: [String] { self.seen.withLock { $0 } }
+
+  func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingClientRequest<Input>,
+    context: ClientContext,
+    next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
+  ) async throws -> StreamingClientResponse<Output> {
+    self.seen.withLock { $0.append(context.descriptor.fullyQualifiedMethod) }
+    return try await next(request, context)
   }
 }
