@@ -3,6 +3,10 @@ import CapstanTesting
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite("EtcdClient against a 3-member cluster")
 struct EtcdClientClusterTests {
   @Test("reads, writes and a watch fail over to another member when the first is stopped")
@@ -33,6 +37,22 @@ struct EtcdClientClusterTests {
       // The stopped member's own status is a typed error, not a hang, and not another member's answer.
       let down = await #expect(throws: EtcdError.self) { try await etcd.status(endpointIndex: 0) }
       #expect(down?.code == .unavailable)
+
+      // A member that is frozen (SIGSTOP: its connections stay open, nothing answers) costs one
+      // call its deadline; that call reports the endpoint unavailable and the next one goes elsewhere.
+      try await cluster.restartMember(0)
+      let frozenIndex = try #require(cluster.endpoints.firstIndex(of: etcd.currentEndpoint.description))
+      let frozenPID = cluster[frozenIndex].pid
+      kill(frozenPID, SIGSTOP)
+      defer { kill(frozenPID, SIGCONT) }
+      let frozen = await #expect(throws: EtcdError.self) {
+        try await etcd.range(.key(prefix + "k"), options: RangeOptions(serializable: true), timeout: .seconds(2))
+      }
+      #expect(frozen?.code == .unavailable)
+      #expect(etcd.currentEndpoint.description != cluster.endpoints[frozenIndex])
+      #expect(try await etcd.get(prefix + "k")?.valueString == "4")
+      try await etcd.put(prefix + "k", "5")
+      kill(frozenPID, SIGCONT)
     }
   }
 }

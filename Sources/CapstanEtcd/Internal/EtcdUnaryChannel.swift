@@ -22,6 +22,7 @@ final class EtcdUnaryChannel: Sendable {
   private struct Connection: Sendable {
     let channel: any Channel
     let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+    let activity: ConnectionActivity
   }
 
   private enum State {
@@ -147,7 +148,7 @@ final class EtcdUnaryChannel: Sendable {
       .connect(host: self.endpoint.host, port: self.endpoint.port)
       .flatMapThrowing { channel in
         let handler = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self)
-        return Connection(channel: channel, multiplexer: try handler.syncMultiplexer())
+        return Connection(channel: channel, multiplexer: try handler.syncMultiplexer(), activity: ConnectionActivity())
       }
   }
 
@@ -198,13 +199,31 @@ final class EtcdUnaryChannel: Sendable {
     connection.multiplexer.createStreamChannel(promise: streamPromise) { stream in
       stream.eventLoop.makeCompletedFuture {
         try stream.pipeline.syncOperations.addHandler(
-          UnaryCallHandler(headers: requestHeaders, message: requestMessage, promise: promise))
+          UnaryCallHandler(
+            headers: requestHeaders, message: requestMessage, promise: promise, activity: connection.activity))
       }
     }
-    let response = try await withTaskCancellationHandler {
-      try await promise.futureResult.get()
-    } onCancel: {
-      promise.fail(RPCError(code: .cancelled, message: "The call was cancelled."))
+    let started = ContinuousClock.now
+    let response: ByteBuffer
+    do {
+      response = try await withTaskCancellationHandler {
+        try await promise.futureResult.get()
+      } onCancel: {
+        promise.fail(RPCError(code: .cancelled, message: "The call was cancelled."))
+      }
+    } catch {
+      // Nothing at all came back on this connection while the call waited: the peer is frozen or
+      // the network dropped it without a reset. Close the connection (the next call reconnects)
+      // and report the endpoint unavailable, so that calls fail over to another member.
+      if let rpcError = error as? RPCError, rpcError.code == .deadlineExceeded,
+        connection.activity.lastResponse < started
+      {
+        connection.channel.close(promise: nil)
+        throw RPCError(
+          code: .unavailable,
+          message: "No response from \(self.endpoint) within the deadline; closed the connection as dead.")
+      }
+      throw error
     }
     return try Response(serializedBytes: Array(response.readableBytesView))
   }
@@ -228,15 +247,17 @@ private final class UnaryCallHandler: ChannelInboundHandler, RemovableChannelHan
   private let headers: HPACKHeaders
   private let message: ByteBuffer
   private let promise: EventLoopPromise<ByteBuffer>
+  private let activity: ConnectionActivity
   private var sent = false
   private var receivedHeaders = false
   private var body: ByteBuffer?
   private var finished = false
 
-  init(headers: HPACKHeaders, message: ByteBuffer, promise: EventLoopPromise<ByteBuffer>) {
+  init(headers: HPACKHeaders, message: ByteBuffer, promise: EventLoopPromise<ByteBuffer>, activity: ConnectionActivity) {
     self.headers = headers
     self.message = message
     self.promise = promise
+    self.activity = activity
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
@@ -260,6 +281,7 @@ private final class UnaryCallHandler: ChannelInboundHandler, RemovableChannelHan
     switch self.unwrapInboundIn(data) {
     case .headers(let frame):
       if !self.receivedHeaders {
+        self.activity.recordResponse()
         self.receivedHeaders = true
         if let status = frame.headers.first(name: ":status"), status != "200" {
           self.finish(.failure(RPCError(code: Self.code(forHTTPStatus: status), message: "Unexpected HTTP status \(status).")))
@@ -347,5 +369,21 @@ private final class UnaryCallHandler: ChannelInboundHandler, RemovableChannelHan
       }
     }
     return String(decoding: bytes, as: UTF8.self)
+  }
+}
+
+/// When a connection last delivered a response, to tell a slow call from a dead connection.
+private final class ConnectionActivity: Sendable {
+  private let lastResponseNanoseconds = Atomic<Int64>(0)
+  private let origin = ContinuousClock.now
+
+  func recordResponse() {
+    let elapsed = ContinuousClock.now - self.origin
+    self.lastResponseNanoseconds.store(
+      elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000, ordering: .relaxed)
+  }
+
+  var lastResponse: ContinuousClock.Instant {
+    self.origin + .nanoseconds(self.lastResponseNanoseconds.load(ordering: .relaxed))
   }
 }
