@@ -3,7 +3,7 @@ import CapstanTesting
 import Foundation
 import Testing
 
-@Suite("EtcdClient auth against a real etcd", .etcdServer("auth", extraArguments: ["--auth-token", "simple"]))
+@Suite("EtcdClient auth against a real etcd", .etcdServer("auth", extraArguments: ["--auth-token", "simple", "--auth-token-ttl", "2"]))
 struct EtcdClientAuthTests {
   @Test("user and password get a token; wrong passwords and missing credentials are typed errors")
   func userAndPassword() async throws {
@@ -24,6 +24,12 @@ struct EtcdClientAuthTests {
       // Watches authenticate too.
       let events = try await collect(1, from: etcd.watch(.prefix(prefix), options: WatchOptions(startRevision: 1)))
       #expect(events.count == 1)
+      // The token (TTL 2 s here) expires; the next calls re-authenticate transparently.
+      try await Task.sleep(for: .seconds(4))
+      try await etcd.put(prefix + "after-expiry", "still works")
+      #expect(try await etcd.get(prefix + "after-expiry")?.valueString == "still works")
+      let lease = try await etcd.grantLease(ttl: 30)
+      try await etcd.revokeLease(lease.id)
     }
     let wrong = await #expect(throws: EtcdError.self) {
       try await withSuiteClient(credentials: EtcdCredentials(user: "alice", password: "nope")) { etcd in
