@@ -45,6 +45,9 @@ public final class EtcdClient: Service, Sendable {
   /// Runs the connections and the shared watch and keep-alive streams until ``shutdown()`` is
   /// called, graceful shutdown is triggered, or the task is cancelled.
   public func run() async throws {
+    // However run() ends (graceful shutdown, cancellation, an error), watchers, keep-alives and
+    // connections are released.
+    defer { self.shutdown() }
     try await withGracefulShutdownHandler {
       try await withThrowingDiscardingTaskGroup { group in
         group.addTask { try await self.pool.run() }

@@ -167,6 +167,7 @@ extension EtcdError {
     let notSent = [
       "isn't ready", "Could not establish", "subchannel is unavailable", "channel is closed",
       "Channel isn't ready", "channel is shutdown", "Failed to resolve", "Transport is shut",
+      "the request was not processed",
     ]
     return notSent.contains { rpc.message.contains($0) }
   }

@@ -114,6 +114,20 @@ final class EtcdLeaseKeeper: Sendable {
   }
 
   func run() async {
+    await withDiscardingTaskGroup { group in
+      // Expiry is checked on its own clock, so a lease is reported lost on time even while the
+      // stream is being re-established (connecting or authenticating can take seconds).
+      group.addTask {
+        while !Task.isCancelled, !self.state.withLock({ $0.closed }) {
+          self.expireOverdue()
+          try? await Task.sleep(for: Self.tick)
+        }
+      }
+      group.addTask { await self.superviseKeepAliveStream() }
+    }
+  }
+
+  private func superviseKeepAliveStream() async {
     await self.pool.superviseStream(
       "lease keep-alive",
       wakeups: self.wakeups,
@@ -134,7 +148,6 @@ final class EtcdLeaseKeeper: Sendable {
       return try await Etcdserverpb_Lease.Client(wrapping: client).leaseKeepAlive(
         request: StreamingClientRequest { writer in
           while !Task.isCancelled {
-            self.expireOverdue()
             for id in self.dueLeases() {
               var request = Etcdserverpb_LeaseKeepAliveRequest()
               request.id = id

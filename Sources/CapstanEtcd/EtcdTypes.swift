@@ -112,6 +112,11 @@ public struct EtcdKeyRange: Sendable, Hashable {
     if self.key.isEmpty {
       throw EtcdError(code: .invalidArgument, message: "\(operation): the key must not be empty")
     }
+    if !self.rangeEnd.isEmpty, self.rangeEnd != Data([0]), !self.key.lexicographicallyPrecedes(self.rangeEnd) {
+      throw EtcdError(
+        code: .invalidArgument,
+        message: "\(operation): the range end must be greater than the key (or empty, or \\0 for every key from it)")
+    }
   }
 }
 

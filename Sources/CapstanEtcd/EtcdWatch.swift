@@ -340,6 +340,8 @@ final class EtcdWatchHub: Sendable {
       try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int64, any Error>) in
         let failure: EtcdError? = self.state.withLock { state in
           if state.closed { return EtcdError(code: .clientClosed, message: "the client is shut down") }
+          // Cancelled before registering: onCancel found nothing to remove, so answer now.
+          if Task.isCancelled { return EtcdError(code: .cancelled, message: "watch progress request was cancelled") }
           guard state.outbound != nil || !state.watchers.isEmpty else {
             return EtcdError(code: .unavailable, message: "no watch stream is open (no active watch)")
           }

@@ -182,6 +182,11 @@ struct EtcdClientKVTests {
       #expect(revoked?.message.contains("lease not found") == true)
       let revokeAgain = await #expect(throws: EtcdError.self) { try await etcd.revokeLease(lease.id) }
       #expect(revokeAgain?.code == .leaseNotFound)
+      let backwards = EtcdKeyRange(key: Data((prefix + "b").utf8), rangeEnd: Data((prefix + "a").utf8))
+      let badRange = await #expect(throws: EtcdError.self) { try await etcd.range(backwards) }
+      #expect(badRange?.code == .invalidArgument)
+      let badWatch = await #expect(throws: EtcdError.self) { for try await _ in etcd.watch(backwards) {} }
+      #expect(badWatch?.code == .invalidArgument)
       // The client is still healthy after all that.
       try await etcd.put(prefix + "ok", "fine")
     }

@@ -74,3 +74,28 @@ struct EtcdClientLeaseTests {
     }
   }
 }
+
+@Suite("EtcdClient shutdown", .etcdServer("shutdown"))
+struct EtcdClientShutdownTests {
+  @Test("after shutdown every call, watch and keep-alive ends with clientClosed, and run() returns")
+  func shutdown() async throws {
+    let server = try suiteServer()
+    let prefix = uniquePrefix()
+    let client = try EtcdClient(configuration: try clientConfiguration(for: [server]), logger: testLogger)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      try await client.put(prefix + "k", "v")
+      let lease = try await client.grantLease(ttl: 30)
+      let keepAlive = client.keepAlive(lease)
+      let watch = client.watch(.prefix(prefix))
+      _ = try await client.requestWatchProgress()
+      client.shutdown()
+      try await group.waitForAll()  // run() returned
+      let put = await #expect(throws: EtcdError.self) { try await client.put(prefix + "k", "again") }
+      #expect(put?.code == .clientClosed)
+      let watchEnd = await #expect(throws: EtcdError.self) { for try await _ in watch {} }
+      #expect(watchEnd?.code == .clientClosed)
+      #expect(await keepAlive.waitUntilLost()?.code == .clientClosed)
+    }
+  }
+}

@@ -36,6 +36,8 @@ final class EtcdConnectionPool: Sendable {
   private let hasConnected = Atomic<Bool>(false)
   /// One bit per member that failed and has not answered since (for logging transitions only).
   private let failedMembers = Atomic<UInt64>(0)
+  /// Set by ``shutdown()``: calls then fail at once with `clientClosed`.
+  private let isShutdown = Atomic<Bool>(false)
   /// Index of the member calls go to first.
   private let current = Mutex(0)
 
@@ -135,13 +137,20 @@ final class EtcdConnectionPool: Sendable {
   func run() async throws {
     try await withThrowingDiscardingTaskGroup { group in
       for member in self.members {
-        group.addTask { try await member.client.runConnections() }
+        group.addTask {
+          do {
+            try await member.client.runConnections()
+          } catch let error as RuntimeError where error.code == .clientIsStopped && self.isShutdown.load(ordering: .relaxed) {
+            // Shut down before it ever ran: nothing to do.
+          }
+        }
       }
     }
   }
 
   /// Begins a graceful shutdown of every connection.
   func shutdown() {
+    self.isShutdown.store(true, ordering: .relaxed)
     for member in self.members {
       member.client.beginGracefulShutdown()
       member.unary?.close()
@@ -245,6 +254,9 @@ final class EtcdConnectionPool: Sendable {
     var reauthenticated = false
     var reachedServer = false
     while true {
+      if self.isShutdown.load(ordering: .relaxed) {
+        throw EtcdError(code: .clientClosed, message: "\(operation): the client is shut down")
+      }
       let (index, member) = pinnedIndex.map { ($0, self.members[$0]) } ?? self.currentMember
       do {
         if self.auth.needsToken { try await self.auth.authenticate(using: member.client, until: deadline) }

@@ -51,15 +51,16 @@ final class EtcdUnaryChannel: Sendable {
     self.group = MultiThreadedEventLoopGroup.singleton
   }
 
-  /// Closes the connection; later calls fail as unavailable.
+  /// Stops taking calls (later ones fail with "channel is closed") and closes the connection
+  /// once the calls in flight on it have finished.
   func close() {
     let previous = self.state.withLock { state -> State in
       defer { state = .closed }
       return state
     }
     switch previous {
-    case .ready(let connection): connection.channel.close(promise: nil)
-    case .connecting(let future): future.whenSuccess { $0.channel.close(promise: nil) }
+    case .ready(let connection): connection.activity.closeWhenIdle(connection.channel)
+    case .connecting(let future): future.whenSuccess { $0.activity.closeWhenIdle($0.channel) }
     case .idle, .closed: ()
     }
   }
@@ -71,8 +72,13 @@ final class EtcdUnaryChannel: Sendable {
     }
     let action = self.state.withLock { state -> Action in
       switch state {
-      case .ready(let connection):
+      case .ready(let connection) where !connection.activity.isDraining:
         return .use(connection.channel.eventLoop.makeSucceededFuture(connection))
+      case .ready:
+        // The server sent GOAWAY: calls in flight finish there, new ones get a new connection.
+        let promise = self.group.next().makePromise(of: Connection.self)
+        state = .connecting(promise.futureResult)
+        return .connect(promise)
       case .connecting(let future):
         return .use(future)
       case .closed:
@@ -118,6 +124,7 @@ final class EtcdUnaryChannel: Sendable {
     let sslContext = self.sslContext
     let serverHostname = self.serverHostname
     let timeout = TimeAmount.nanoseconds(Int64(self.connectTimeout.seconds * 1e9))
+    let activity = ConnectionActivity()
     return ClientBootstrap(group: self.group)
       .connectTimeout(timeout)
       .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -143,12 +150,13 @@ final class EtcdUnaryChannel: Sendable {
             streamConfiguration: streamConfiguration,
             inboundStreamInitializer: { stream in stream.close() }
           )
+          try operations.addHandler(GoAwayObserver(activity: activity))
         }
       }
       .connect(host: self.endpoint.host, port: self.endpoint.port)
       .flatMapThrowing { channel in
         let handler = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self)
-        return Connection(channel: channel, multiplexer: try handler.syncMultiplexer(), activity: ConnectionActivity())
+        return Connection(channel: channel, multiplexer: try handler.syncMultiplexer(), activity: activity)
       }
   }
 
@@ -159,9 +167,15 @@ final class EtcdUnaryChannel: Sendable {
     metadata: [(String, String)],
     deadline: ContinuousClock.Instant
   ) async throws -> Response {
+    guard deadline > .now else {
+      throw RPCError(code: .deadlineExceeded, message: "Timed out before the call started.")
+    }
+    let payload: [UInt8] = try request.serializedBytes()
+    let connection = try await self.connection().get()
+    // Connecting may have taken a while: what is left of the deadline is what counts.
     let remaining = deadline - .now
     guard remaining > .zero else {
-      throw RPCError(code: .deadlineExceeded, message: "Timed out before the call started.")
+      throw RPCError(code: .deadlineExceeded, message: "Timed out while connecting to \(self.endpoint).")
     }
     var headers = HPACKHeaders()
     headers.reserveCapacity(8 + metadata.count)
@@ -174,8 +188,6 @@ final class EtcdUnaryChannel: Sendable {
     headers.add(name: "grpc-timeout", value: Self.grpcTimeout(remaining))
     for (name, value) in metadata { headers.add(name: name, value: value) }
 
-    let payload: [UInt8] = try request.serializedBytes()
-    let connection = try await self.connection().get()
     var message = connection.channel.allocator.buffer(capacity: payload.count + 5)
     message.writeInteger(UInt8(0))
     message.writeInteger(UInt32(payload.count))
@@ -188,9 +200,11 @@ final class EtcdUnaryChannel: Sendable {
     let timeout = eventLoop.scheduleTask(in: .nanoseconds(Int64(remaining.seconds * 1e9))) {
       promise.fail(RPCError(code: .deadlineExceeded, message: "Timed out waiting for the response."))
     }
+    connection.activity.callStarted()
     promise.futureResult.whenComplete { _ in
       timeout.cancel()
       streamPromise.futureResult.whenSuccess { $0.close(promise: nil) }
+      connection.activity.callFinished(connection.channel)
     }
     streamPromise.futureResult.whenFailure { error in
       promise.fail(RPCError(code: .unavailable, message: "Stream unexpectedly closed with error.", cause: error))
@@ -215,8 +229,9 @@ final class EtcdUnaryChannel: Sendable {
       // Nothing at all came back on this connection while the call waited: the peer is frozen or
       // the network dropped it without a reset. Close the connection (the next call reconnects)
       // and report the endpoint unavailable, so that calls fail over to another member.
+      // (Only after a wait of a second or more: a short deadline says nothing about the peer.)
       if let rpcError = error as? RPCError, rpcError.code == .deadlineExceeded,
-        connection.activity.lastResponse < started
+        remaining >= .seconds(1), connection.activity.lastResponse < started
       {
         connection.channel.close(promise: nil)
         throw RPCError(
@@ -272,7 +287,13 @@ private final class UnaryCallHandler: ChannelInboundHandler, RemovableChannelHan
   private func send(context: ChannelHandlerContext) {
     guard !self.sent else { return }
     self.sent = true
-    context.write(self.wrapOutboundOut(.headers(.init(headers: self.headers))), promise: nil)
+    // If the HEADERS cannot be written (the connection got GOAWAY or closed), nothing was sent.
+    let headersWritten = context.eventLoop.makePromise(of: Void.self)
+    let promise = self.promise
+    headersWritten.futureResult.whenFailure { error in
+      promise.fail(RPCError(code: .unavailable, message: "The stream was refused: the request was not processed.", cause: error))
+    }
+    context.write(self.wrapOutboundOut(.headers(.init(headers: self.headers))), promise: headersWritten)
     context.writeAndFlush(
       self.wrapOutboundOut(.data(.init(data: .byteBuffer(self.message), endStream: true))), promise: nil)
   }
@@ -373,8 +394,42 @@ private final class UnaryCallHandler: ChannelInboundHandler, RemovableChannelHan
 }
 
 /// When a connection last delivered a response, to tell a slow call from a dead connection.
+/// Marks the connection as draining when the server sends GOAWAY.
+private final class GoAwayObserver: ChannelInboundHandler, RemovableChannelHandler {
+  typealias InboundIn = HTTP2Frame
+  typealias InboundOut = HTTP2Frame
+  private let activity: ConnectionActivity
+
+  init(activity: ConnectionActivity) { self.activity = activity }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    if case .goAway = self.unwrapInboundIn(data).payload { self.activity.markDraining() }
+    context.fireChannelRead(data)
+  }
+}
+
 private final class ConnectionActivity: Sendable {
   private let lastResponseNanoseconds = Atomic<Int64>(0)
+  private let draining = Atomic<Bool>(false)
+  private let inFlight = Atomic<Int>(0)
+  private let closing = Atomic<Bool>(false)
+
+  /// True once the server sent GOAWAY: new calls must use a new connection.
+  var isDraining: Bool { self.draining.load(ordering: .relaxed) }
+  func markDraining() { self.draining.store(true, ordering: .relaxed) }
+
+  func callStarted() { self.inFlight.add(1, ordering: .relaxed) }
+
+  func callFinished(_ channel: any Channel) {
+    let left = self.inFlight.subtract(1, ordering: .relaxed).newValue
+    if left == 0, self.closing.load(ordering: .relaxed) { channel.close(promise: nil) }
+  }
+
+  /// Closes `channel` now if no call is in flight, else when the last one finishes.
+  func closeWhenIdle(_ channel: any Channel) {
+    self.closing.store(true, ordering: .relaxed)
+    if self.inFlight.load(ordering: .relaxed) == 0 { channel.close(promise: nil) }
+  }
   private let origin = ContinuousClock.now
 
   func recordResponse() {
