@@ -204,7 +204,7 @@ public final class EtcdClient: Service, Sendable {
     var request = Etcdserverpb_CompactionRequest()
     request.revision = revision
     request.physical = physical
-    let response = try await self.pool.perform("compact", policy: .idempotent) { client, callOptions in
+    let response = try await self.pool.perform("compact", policy: .nonIdempotent) { client, callOptions in
       try await Etcdserverpb_KV.Client(wrapping: client).compact(request, options: callOptions)
     }
     return EtcdResponseHeader(response.header)
@@ -233,7 +233,7 @@ public final class EtcdClient: Service, Sendable {
   public func revokeLease(_ id: Int64) async throws(EtcdError) {
     var request = Etcdserverpb_LeaseRevokeRequest()
     request.id = id
-    _ = try await self.pool.perform("lease revoke", policy: .idempotent) { client, callOptions in
+    _ = try await self.pool.perform("lease revoke", policy: .nonIdempotent) { client, callOptions in
       try await Etcdserverpb_Lease.Client(wrapping: client).leaseRevoke(request, options: callOptions)
     }
   }
