@@ -163,9 +163,11 @@ public struct EtcdClientConfiguration: Sendable {
   /// Sends `hasleader=true` on watches so that a member without a leader cancels them (and the
   /// client moves them to another member) instead of leaving them silent.
   public var requireLeaderOnWatches: Bool
-  /// Coalesce writes to the socket for at most this long (`nil`: flush every write at once).
-  /// With many requests in flight this saves system calls (about 10% more puts/s at 64 in flight
-  /// here); a lone request waits at most this long.
+  /// On grpc-swift's connections (watch and keep-alive streams, lease and maintenance calls, and
+  /// KV calls when interceptors are set), coalesce writes to the socket for at most this long
+  /// (`nil`: flush every write at once). With many requests in flight this saves system calls
+  /// (about 10% more puts/s at 64 in flight on that path); a lone request waits at most this long.
+  /// KV calls on the lean path flush each call at once.
   public var coalesceFlushes: Duration?
   /// Interceptors that see every RPC the client makes (unary and streaming). The one place to
   /// hook in rate limiting, circuit breaking or tracing. With any interceptor set, KV calls leave

@@ -21,7 +21,10 @@ final class EtcdAuthenticator: Sendable {
   var needsToken: Bool { self.credentials != nil && self.token.withLock { $0 == nil } }
 
   /// The token to attach to calls, if any.
-  var currentToken: String? { self.token.withLock { $0 } }
+  var currentToken: String? {
+    guard self.credentials != nil else { return nil }  // no lock on every call when auth is off
+    return self.token.withLock { $0 }
+  }
 
   /// Forgets the token so the next call authenticates again.
   func invalidate() { self.token.withLock { $0 = nil } }
