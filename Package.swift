@@ -28,6 +28,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
   ],
   targets: [
     // Generated protobuf messages and gRPC client stubs for etcd v3 (scripts/generate-protos).
@@ -59,10 +62,17 @@ let package = Package(
       ],
       swiftSettings: strictSwiftSettings
     ),
-    // The controller runtime (filled by later issues).
+    // The controller runtime: backends, resources, the object cache, informers.
     .target(
       name: "Capstan",
-      dependencies: ["CapstanEtcd", .product(name: "Logging", package: "swift-log")],
+      dependencies: [
+        "CapstanEtcd",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "DequeModule", package: "swift-collections"),
+        .product(name: "HeapModule", package: "swift-collections"),
+      ],
       swiftSettings: strictSwiftSettings
     ),
     // Launches real etcd processes for tests and benchmarks.
@@ -91,6 +101,16 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
+    .testTarget(
+      name: "CapstanTests",
+      dependencies: [
+        "Capstan", "CapstanEtcd", "CapstanTesting",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "PropertyBased", package: "swift-property-based"),
       ],
       swiftSettings: strictSwiftSettings
     ),
