@@ -371,15 +371,56 @@ public struct BackendLeaseKeepAlive: Sendable {
   /// The lease.
   public let lease: BackendLease
   /// Renewals, then `.lost` if the lease is lost; finishes after `.lost` or ``cancel()``.
-  public let events: AsyncStream<BackendLeaseEvent>
+  public let events: BackendLeaseEvents
   private let onCancel: @Sendable () -> Void
 
-  public init(lease: BackendLease, events: AsyncStream<BackendLeaseEvent>, onCancel: @escaping @Sendable () -> Void) {
+  public init(lease: BackendLease, events: BackendLeaseEvents, onCancel: @escaping @Sendable () -> Void) {
     self.lease = lease
     self.events = events
     self.onCancel = onCancel
   }
 
+  public init(lease: BackendLease, events: AsyncStream<BackendLeaseEvent>, onCancel: @escaping @Sendable () -> Void) {
+    self.init(lease: lease, events: BackendLeaseEvents(events), onCancel: onCancel)
+  }
+
   /// Stops keeping the lease alive (it then expires after its TTL unless revoked).
   public func cancel() { self.onCancel() }
+
+  /// Waits until the lease is lost and returns why; `nil` if keep-alive was cancelled.
+  public func waitUntilLost() async -> String? {
+    for await event in self.events {
+      if case .lost(let reason) = event { return reason }
+    }
+    return nil
+  }
+}
+
+/// The events of a lease keep-alive.
+public struct BackendLeaseEvents: AsyncSequence, Sendable {
+  public typealias Element = BackendLeaseEvent
+  public typealias Failure = Never
+
+  private let makeNext: @Sendable () -> () async -> BackendLeaseEvent?
+
+  /// Events produced by the closure that `makeNext` returns, called once per element.
+  public init(makeNext: @escaping @Sendable () -> () async -> BackendLeaseEvent?) { self.makeNext = makeNext }
+
+  /// The events that `stream` yields.
+  public init(_ stream: AsyncStream<BackendLeaseEvent>) {
+    self.makeNext = {
+      var iterator = stream.makeAsyncIterator()
+      return { await iterator.next() }
+    }
+  }
+
+  public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(next: self.makeNext()) }
+
+  public struct AsyncIterator: AsyncIteratorProtocol {
+    let nextElement: () async -> BackendLeaseEvent?
+
+    init(next: @escaping () async -> BackendLeaseEvent?) { self.nextElement = next }
+
+    public mutating func next() async -> BackendLeaseEvent? { await self.nextElement() }
+  }
 }
