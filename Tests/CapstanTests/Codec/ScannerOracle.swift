@@ -41,8 +41,12 @@ enum ScannerOracle {
     return self.decoderMetadata(bytes)
   }
 
-  /// The scanner's result, `nil` when it throws.
+  /// The scanner's result, `nil` when it throws. It reads from an allocation of exactly the
+  /// document's size, so that the address sanitizer catches any read past the end.
   static func scanned(_ bytes: [UInt8], interner: StringInterner? = nil) -> ObjectMeta? {
-    try? ObjectMetaScanner(interner: interner).scan(bytes)
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+    defer { buffer.deallocate() }
+    buffer.copyBytes(from: bytes)
+    return try? ObjectMetaScanner(interner: interner).scan(UnsafeRawBufferPointer(buffer))
   }
 }
