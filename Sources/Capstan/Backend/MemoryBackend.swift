@@ -211,7 +211,10 @@ public final class MemoryBackend: Backend, Service {
   public func watch(_ range: KeyRange, options: BackendWatchOptions) -> BackendWatchStream {
     let registration = MemoryWatchRegistration(
       backend: self, id: self.withState { $0.addWatcher(range, options: options) })
-    return BackendWatchStream(makeNext: { { try await registration.next() } })
+    return BackendWatchStream(makeNext: {
+      let iteration = MemoryWatchIteration(registration: registration)
+      return { try await iteration.next() }
+    })
   }
 
   /// Sends `.progress(revision)` at once to every open watch (an unsynced one gets it when it
@@ -424,7 +427,8 @@ public final class MemoryBackend: Backend, Service {
 }
 
 /// Keeps one watch registered while its stream or an iterator of it exists; dropping both
-/// cancels the watch.
+/// cancels the watch. A watch is registered when ``MemoryBackend/watch(_:options:)`` is called
+/// (so "from now" means from that call), and buffers from then on.
 final class MemoryWatchRegistration: Sendable {
   let backend: MemoryBackend
   let id: Int
@@ -437,4 +441,16 @@ final class MemoryWatchRegistration: Sendable {
   func next() async throws -> BackendWatchEvent? { try await self.backend.nextWatchEvent(self.id) }
 
   deinit { self.backend.cancelWatch(self.id) }
+}
+
+/// One iteration of a watch: dropping the iterator (stopping the loop) cancels the watch, as
+/// with an `AsyncThrowingStream`. A watch is meant to be iterated once.
+final class MemoryWatchIteration: Sendable {
+  let registration: MemoryWatchRegistration
+
+  init(registration: MemoryWatchRegistration) { self.registration = registration }
+
+  func next() async throws -> BackendWatchEvent? { try await self.registration.next() }
+
+  deinit { self.registration.backend.cancelWatch(self.registration.id) }
 }
