@@ -190,7 +190,10 @@ public final class MemoryBackend: Backend, Service {
 
   public func range(_ range: KeyRange, options: BackendRangeOptions) async throws -> BackendRangePage {
     try await self.injectedLatency()
-    return try self.withState { state throws(BackendError) in try state.range(range, options: options) }
+    return try self.withState { state throws(BackendError) in
+      try state.consumeInjectedReadFault("range")
+      return try state.range(range, options: options)
+    }
   }
 
   public func put(_ key: String, value: Data, lease: Int64?) async throws -> BackendWriteResult {
@@ -221,6 +224,14 @@ public final class MemoryBackend: Backend, Service {
   /// has caught up) and returns the current revision.
   public func requestWatchProgress() async throws -> Int64 {
     try await self.injectedLatency()
+    // A stalled watch connection answers nothing: wait (cancellably) until no stalled watch is left.
+    while self.withState({ !$0.stalledWatchers.isEmpty }) {
+      do {
+        try await Task.sleep(for: .milliseconds(10))
+      } catch {
+        throw BackendError(code: .cancelled, message: "cancelled while waiting for a stalled watch connection")
+      }
+    }
     return self.withState { $0.requestProgress() }
   }
 
@@ -273,6 +284,15 @@ public final class MemoryBackend: Backend, Service {
 
   /// The next event of watcher `id`, waiting for a commit if needed; `nil` when it was cancelled.
   func nextWatchEvent(_ id: Int) async throws -> BackendWatchEvent? {
+    if self.withState({ $0.stalledWatchers.contains(id) }) {
+      // Stalled: deliver nothing until the consumer gives up (cancellation ends the watch).
+      do {
+        while true { try await Task.sleep(for: .seconds(3600)) }
+      } catch {
+        self.cancelWatch(id)
+        return nil
+      }
+    }
     switch self.withState({ $0.nextWatchStep(id) }) {
     case .event(let event): return event
     case .end(let error?): throw error
@@ -305,7 +325,10 @@ public final class MemoryBackend: Backend, Service {
 
   /// Removes watcher `id`; a consumer waiting on it gets the end of the sequence.
   func cancelWatch(_ id: Int) {
-    let waiter = self.withState { $0.removeWatcher(id) }
+    let waiter = self.withState { state in
+      state.stalledWatchers.remove(id)
+      return state.removeWatcher(id)
+    }
     waiter?.resume(returning: nil)
   }
 
@@ -413,6 +436,22 @@ public final class MemoryBackend: Backend, Service {
     /// compact) with ``BackendError/Code/unavailable`` ("injected fault"), changing nothing.
     public func failNextWrites(_ count: Int) {
       self.backend.withState { $0.failNextWrites = max(0, count) }
+    }
+
+    /// Fails the next `count` range reads with ``BackendError/Code/unavailable`` ("injected fault").
+    public func failNextReads(_ count: Int) {
+      self.backend.withState { $0.failNextReads = max(0, count) }
+    }
+
+    /// Makes every watch open now go silent, as over a connection that hangs without closing:
+    /// it delivers nothing more (events stay buffered) and ``MemoryBackend/requestWatchProgress()``
+    /// gets no answer until every stalled watch has been cancelled. Watches opened later work.
+    public func stallWatches() {
+      self.backend.withState { state in
+        state.stalledWatchers.formUnion(state.watchers.keys)
+        // A consumer already waiting stays parked: nothing is handed to a stalled watch.
+        for id in state.watchers.keys { state.watchers[id]!.stalled = true }
+      }
     }
 
     /// Latency added before every call (measured on the backend's clock); zero for none.

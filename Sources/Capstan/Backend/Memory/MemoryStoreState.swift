@@ -66,12 +66,14 @@ struct WatcherState: Sendable {
   var progressRequested = false
   /// Whether events were delivered since the last periodic progress tick.
   var deliveredSinceTick = false
+  /// Injected stall: nothing more is handed to the consumer (events stay buffered).
+  var stalled = false
 
   /// Hands the next event (or the ending) to a waiting consumer. Returns `true` when the watch
   /// has thereby ended (the caller removes it).
   @discardableResult
   mutating func wakeWaiter() -> Bool {
-    guard let waiter = self.waiter else { return false }
+    guard let waiter = self.waiter, !self.stalled else { return false }
     if let event = self.buffer.popFirst() {
       self.waiter = nil
       waiter.resume(returning: event)
@@ -139,6 +141,9 @@ struct MemoryStoreState: Sendable {
   var nextWatcherID = 0
 
   var failNextWrites = 0
+  var failNextReads = 0
+  /// Watches that stopped delivering (``MemoryBackend/Faults/stallWatches()``).
+  var stalledWatchers: Set<Int> = []
   var latency: Duration = .zero
   var lastGauges: MemoryStoreGauges?
 
@@ -221,6 +226,13 @@ struct MemoryStoreState: Sendable {
   func checkLease(_ lease: Int64?) throws(BackendError) {
     if let lease, lease != 0, self.leases[lease] == nil {
       throw BackendError(code: .leaseNotFound, message: "etcdserver: requested lease not found (lease \(lease))")
+    }
+  }
+
+  mutating func consumeInjectedReadFault(_ operation: String) throws(BackendError) {
+    if self.failNextReads > 0 {
+      self.failNextReads -= 1
+      throw BackendError(code: .unavailable, message: "injected fault (\(operation))")
     }
   }
 
