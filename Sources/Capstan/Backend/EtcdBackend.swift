@@ -29,7 +29,10 @@ public struct EtcdBackend: Backend {
         EtcdKeyRange(range),
         options: RangeOptions(limit: Int64(options.limit), revision: options.revision, keysOnly: options.keysOnly))
     }
-    return BackendRangePage(result)
+    var page = BackendRangePage(result)
+    // etcd's header carries the current revision; the page was read at the one asked for.
+    if options.revision > 0 { page.revision = options.revision }
+    return page
   }
 
   public func put(_ key: String, value: Data, lease: Int64?) async throws -> BackendWriteResult {

@@ -1,0 +1,124 @@
+import Capstan
+import CapstanEtcd
+import CapstanTesting
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+/// Which store a parameterised test runs on.
+enum BackendKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+  case memory, etcd
+  var testDescription: String { self.rawValue }
+}
+
+/// Runs `body` with a backend of `kind`: a fresh `MemoryBackend`, or an `EtcdBackend` on the
+/// suite's etcd (the suite needs the `.etcdServer` trait).
+func withBackend<T: Sendable>(_ kind: BackendKind, _ body: (any Backend) async throws -> T) async throws -> T {
+  switch kind {
+  case .memory:
+    return try await body(MemoryBackend())
+  case .etcd:
+    let server = try suiteServer()
+    var configuration = EtcdClientConfiguration(endpoints: [try EtcdEndpoint(parsing: server.endpoint)])
+    configuration.streamBackoff = EtcdBackoff(initial: .milliseconds(50), maximum: .seconds(1))
+    return try await withEtcdClient(configuration, logger: quietLogger) { client in
+      try await body(EtcdBackend(client: client))
+    }
+  }
+}
+
+/// A layout whose prefix no other test uses, so tests can share one etcd.
+func uniqueLayout(namespaced: Bool = true, _ name: String = #function) -> ResourceLayout {
+  let clean = name.filter { $0.isLetter || $0.isNumber }.lowercased()
+  return ResourceLayout(kind: "Thing", plural: "\(clean)\(UInt32.random(in: 0...UInt32.max))", isNamespaced: namespaced)
+}
+
+/// A Pod-shaped test object.
+struct TestObject: Codable, Sendable, Hashable {
+  struct Spec: Codable, Sendable, Hashable {
+    var image: String
+    var replicas: Int
+  }
+  var metadata: ObjectMeta
+  var spec: Spec
+
+  init(uid: String, name: String, namespace: String = "default", image: String = "nginx", labels: [String: String] = [:]) {
+    self.metadata = ObjectMeta(uid: uid, name: name, namespace: namespace, labels: labels)
+    self.spec = Spec(image: image, replicas: 1)
+  }
+
+  var json: Data { try! JSONEncoder().encode(self) }
+}
+
+extension Backend {
+  /// Writes `object` under its key in `layout`; returns the revision.
+  @discardableResult
+  func put(_ object: TestObject, in layout: ResourceLayout) async throws -> Int64 {
+    try await self.put(
+      layout.key(namespace: object.metadata.namespace, name: object.metadata.name), value: object.json, lease: nil
+    ).revision
+  }
+
+  /// Deletes the object `name` in `namespace`; returns the revision.
+  @discardableResult
+  func delete(_ name: String, namespace: String = "default", in layout: ResourceLayout) async throws -> Int64 {
+    try await self.delete(.key(layout.key(namespace: namespace, name: name))).revision
+  }
+}
+
+/// Polls `condition` until it holds, failing after `timeout`.
+func eventually(
+  _ what: String, timeout: Duration = .seconds(20), _ condition: @Sendable () async throws -> Bool
+) async throws {
+  let deadline = ContinuousClock.now + timeout
+  while ContinuousClock.now < deadline {
+    if try await condition() { return }
+    try await Task.sleep(for: .milliseconds(20))
+  }
+  throw TestTimeout(message: "timed out waiting for \(what)")
+}
+
+/// Wraps a backend so a test can end every open watch with a transient error (at the watch's
+/// next event, or at once if it is idle when the next event arrives): fault injection for any
+/// backend, real etcd included.
+final class WatchBreakingBackend: Backend {
+  let wrapped: any Backend
+  private let generation = Mutex(0)
+
+  init(wrapping backend: any Backend) { self.wrapped = backend }
+
+  /// Ends every watch open now at its next event.
+  func breakWatches() { self.generation.withLock { $0 += 1 } }
+
+  func watch(_ range: KeyRange, options: BackendWatchOptions) -> BackendWatchStream {
+    let inner = self.wrapped.watch(range, options: options)
+    return BackendWatchStream {
+      let started = self.generation.withLock { $0 }
+      var iterator = inner.makeAsyncIterator()
+      return {
+        let event = try await iterator.next()
+        if self.generation.withLock({ $0 }) != started {
+          throw BackendError(code: .unavailable, message: "watch broken by the test")
+        }
+        return event
+      }
+    }
+  }
+
+  func currentRevision() async throws -> Int64 { try await self.wrapped.currentRevision() }
+  func range(_ range: KeyRange, options: BackendRangeOptions) async throws -> BackendRangePage {
+    try await self.wrapped.range(range, options: options)
+  }
+  func put(_ key: String, value: Data, lease: Int64?) async throws -> BackendWriteResult {
+    try await self.wrapped.put(key, value: value, lease: lease)
+  }
+  func delete(_ range: KeyRange) async throws -> BackendDeleteResult { try await self.wrapped.delete(range) }
+  func txn(_ txn: BackendTxn) async throws -> BackendTxnResult { try await self.wrapped.txn(txn) }
+  func requestWatchProgress() async throws -> Int64 { try await self.wrapped.requestWatchProgress() }
+  func grantLease(ttl: Int64) async throws -> BackendLease { try await self.wrapped.grantLease(ttl: ttl) }
+  func revokeLease(_ id: Int64) async throws { try await self.wrapped.revokeLease(id) }
+  func leaseTimeToLive(_ id: Int64) async throws -> Int64 { try await self.wrapped.leaseTimeToLive(id) }
+  func keepAlive(_ lease: BackendLease) -> BackendLeaseKeepAlive { self.wrapped.keepAlive(lease) }
+  func compact(revision: Int64) async throws { try await self.wrapped.compact(revision: revision) }
+}
