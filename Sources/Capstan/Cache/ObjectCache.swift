@@ -445,6 +445,19 @@ public final class ObjectCache: Sendable {
     }
   }
 
+  /// Test hook: points the name index's `namespace/name` at `uid` as is.
+  func plantNameForTesting(namespace: String, name: String, uid: String) {
+    let nameKey = NameKey(namespace: namespace, name: name)
+    self.writer.withLock { _ in self.nameShard(for: nameKey).state.withLock { $0[nameKey] = uid } }
+  }
+
+  /// Test hook: leaves an empty bucket under `value` in the named secondary index.
+  func plantEmptyIndexBucketForTesting(index name: String, value: String) {
+    self.writer.withLock { _ in
+      self.indexes.first { $0.index.name == name }?.shard(for: value).state.withLock { $0.buckets[value] = .many([]) }
+    }
+  }
+
   // MARK: Internals
 
   @inline(__always)
