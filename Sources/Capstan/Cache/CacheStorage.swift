@@ -35,25 +35,53 @@ enum FNV1a {
   static func hash(byte: UInt8, continuing start: UInt64) -> UInt64 { (start ^ UInt64(byte)) &* Self.prime }
 }
 
-/// The name index's key: namespace and name side by side (no `namespace/name` string is built).
+/// A string with its FNV-1a hash, computed once: the hash picks the shard, and dictionaries and
+/// sets hash only those 8 bytes and compare it before the bytes of the string.
+///
+/// Two keys are equal when their UTF-8 bytes are (as etcd compares keys), so canonically
+/// equivalent but differently encoded strings are different keys.
+struct HashedKey: Hashable, Sendable, CustomStringConvertible {
+  let string: String
+  let hash: UInt64
+
+  @inline(__always)
+  init(_ string: String) {
+    self.string = string
+    self.hash = FNV1a.hash(string)
+  }
+
+  @inline(__always)
+  static func == (lhs: HashedKey, rhs: HashedKey) -> Bool {
+    lhs.hash == rhs.hash && lhs.string.utf8.elementsEqual(rhs.string.utf8)
+  }
+
+  @inline(__always)
+  func hash(into hasher: inout Hasher) { hasher.combine(self.hash) }
+
+  var description: String { self.string }
+}
+
+/// The name index's key: namespace and name side by side (no `namespace/name` string is built),
+/// with the FNV-1a hash of `namespace/name`.
 struct NameKey: Hashable, Sendable, CustomStringConvertible {
-  var namespace: String
-  var name: String
+  let namespace: String
+  let name: String
+  let hash: UInt64
 
   init(namespace: String, name: String) {
     self.namespace = namespace
     self.name = name
+    self.hash = FNV1a.hash(name, continuing: FNV1a.hash(byte: UInt8(ascii: "/"), continuing: FNV1a.hash(namespace)))
   }
 
-  init(_ metadata: ObjectMeta) {
-    self.namespace = metadata.namespace
-    self.name = metadata.name
+  init(_ metadata: ObjectMeta) { self.init(namespace: metadata.namespace, name: metadata.name) }
+
+  static func == (lhs: NameKey, rhs: NameKey) -> Bool {
+    lhs.hash == rhs.hash && lhs.name.utf8.elementsEqual(rhs.name.utf8)
+      && lhs.namespace.utf8.elementsEqual(rhs.namespace.utf8)
   }
 
-  /// FNV-1a of `namespace/name`.
-  var shardHash: UInt64 {
-    FNV1a.hash(self.name, continuing: FNV1a.hash(byte: UInt8(ascii: "/"), continuing: FNV1a.hash(self.namespace)))
-  }
+  func hash(into hasher: inout Hasher) { hasher.combine(self.hash) }
 
   var description: String { self.namespace.isEmpty ? self.name : "\(self.namespace)/\(self.name)" }
 }
@@ -62,8 +90,8 @@ struct NameKey: Hashable, Sendable, CustomStringConvertible {
 /// have one object); a set only from two on, so an index costs a dictionary entry per value plus
 /// a set element per extra object. Never empty: the last removal removes the bucket.
 enum IndexBucket: Sendable {
-  case one(String)
-  case many(Set<String>)
+  case one(HashedKey)
+  case many(Set<HashedKey>)
 
   var count: Int {
     switch self {
@@ -72,14 +100,14 @@ enum IndexBucket: Sendable {
     }
   }
 
-  func contains(_ uid: String) -> Bool {
+  func contains(_ uid: HashedKey) -> Bool {
     switch self {
     case .one(let only): only == uid
     case .many(let uids): uids.contains(uid)
     }
   }
 
-  func appendUIDs(to array: inout [String]) {
+  func appendUIDs(to array: inout [HashedKey]) {
     switch self {
     case .one(let only): array.append(only)
     case .many(let uids): array.append(contentsOf: uids)
@@ -87,17 +115,17 @@ enum IndexBucket: Sendable {
   }
 
   /// Adds `uid`; whether it was new.
-  mutating func insert(_ uid: String) -> Bool {
+  mutating func insert(_ uid: HashedKey) -> Bool {
     switch self {
     case .one(let only):
       if only == uid { return false }
-      var uids = Set<String>(minimumCapacity: 2)
+      var uids = Set<HashedKey>(minimumCapacity: 2)
       uids.insert(only)
       uids.insert(uid)
       self = .many(uids)
       return true
     case .many(var uids):
-      self = .one("")  // drop this reference so `uids` is unique and grows in place
+      self = .many([])  // drop this reference so `uids` is unique and grows in place
       let inserted = uids.insert(uid).inserted
       self = .many(uids)
       return inserted
@@ -106,12 +134,12 @@ enum IndexBucket: Sendable {
 
   /// Removes `uid`; whether it was there, and whether the bucket is now empty (the caller then
   /// removes it).
-  mutating func remove(_ uid: String) -> (removed: Bool, isEmpty: Bool) {
+  mutating func remove(_ uid: HashedKey) -> (removed: Bool, isEmpty: Bool) {
     switch self {
     case .one(let only):
       return only == uid ? (true, true) : (false, false)
     case .many(var uids):
-      self = .one("")
+      self = .many([])
       let removed = uids.remove(uid) != nil
       if uids.count == 1, let last = uids.first {
         self = .one(last)
@@ -125,7 +153,7 @@ enum IndexBucket: Sendable {
 
 /// One shard of a secondary index: buckets by index value, and how many (value, UID) entries they hold.
 struct IndexShard: Sendable {
-  var buckets: [String: IndexBucket] = [:]
+  var buckets: [HashedKey: IndexBucket] = [:]
   var entryCount = 0
 }
 
@@ -142,41 +170,46 @@ struct IndexStorage: Sendable {
   }
 
   @inline(__always)
-  func shard(for value: String) -> LockedShard<IndexShard> {
-    self.shards[ObjectCache.shardNumber(FNV1a.hash(value), mask: self.shardMask)]
+  func shard(for value: HashedKey) -> LockedShard<IndexShard> {
+    self.shards[ObjectCache.shardNumber(value.hash, mask: self.shardMask)]
   }
 
-  func insert(_ uid: String, under value: String) {
+  func insert(_ uid: HashedKey, under value: HashedKey) {
     self.shard(for: value).state.withLock { shard in
-      if let position = shard.buckets.index(forKey: value) {
-        if shard.buckets.values[position].insert(uid) { shard.entryCount += 1 }
-      } else {
-        shard.buckets[value] = .one(uid)
-        shard.entryCount += 1
+      func insert(into slot: inout IndexBucket?) -> Bool {
+        guard slot != nil else {
+          slot = .one(uid)
+          return true
+        }
+        return slot!.insert(uid)
       }
+      if insert(into: &shard.buckets[value]) { shard.entryCount += 1 }
     }
   }
 
-  func remove(_ uid: String, under value: String) {
+  func remove(_ uid: HashedKey, under value: HashedKey) {
     self.shard(for: value).state.withLock { shard in
-      guard let position = shard.buckets.index(forKey: value) else { return }
-      let (removed, isEmpty) = shard.buckets.values[position].remove(uid)
-      if removed { shard.entryCount -= 1 }
-      if isEmpty { shard.buckets.remove(at: position) }
+      func remove(from slot: inout IndexBucket?) -> Bool {
+        guard slot != nil else { return false }
+        let (removed, isEmpty) = slot!.remove(uid)
+        if isEmpty { slot = nil }
+        return removed
+      }
+      if remove(from: &shard.buckets[value]) { shard.entryCount -= 1 }
     }
   }
 
-  func uids(under value: String) -> [String] {
+  func uids(under value: HashedKey) -> [HashedKey] {
     self.shard(for: value).state.withLock { shard in
       guard let bucket = shard.buckets[value] else { return [] }
-      var uids: [String] = []
+      var uids: [HashedKey] = []
       uids.reserveCapacity(bucket.count)
       bucket.appendUIDs(to: &uids)
       return uids
     }
   }
 
-  func count(under value: String) -> Int {
+  func count(under value: HashedKey) -> Int {
     self.shard(for: value).state.withLock { $0.buckets[value]?.count ?? 0 }
   }
 }

@@ -132,8 +132,8 @@ public final class ObjectCache: Sendable {
   }
 
   private let shardMask: Int
-  private let objectShards: [LockedShard<[String: ObjectEntry]>]
-  private let nameShards: [LockedShard<[NameKey: String]>]
+  private let objectShards: [LockedShard<[HashedKey: ObjectEntry]>]
+  private let nameShards: [LockedShard<[NameKey: HashedKey]>]
   /// The built-in namespace index first (namespaced kinds only), then the user's.
   private let indexes: [IndexStorage]
   private let writer = Mutex(WriterState())
@@ -167,12 +167,12 @@ public final class ObjectCache: Sendable {
     self.shardMask = shards - 1
     let perShard = expectedObjectCount > 0 ? expectedObjectCount / shards + 1 : 0
     self.objectShards = (0..<shards).map { _ in
-      var entries: [String: ObjectEntry] = [:]
+      var entries: [HashedKey: ObjectEntry] = [:]
       entries.reserveCapacity(perShard)
       return LockedShard(entries)
     }
     self.nameShards = (0..<shards).map { _ in
-      var entries: [NameKey: String] = [:]
+      var entries: [NameKey: HashedKey] = [:]
       entries.reserveCapacity(perShard)
       return LockedShard(entries)
     }
@@ -200,9 +200,7 @@ public final class ObjectCache: Sendable {
   public var count: Int { self.objectCount.load(ordering: .relaxed) }
 
   /// The object with `uid`.
-  public func object(uid: String) -> CachedObject? {
-    self.objectShard(for: uid).state.withLock { $0[uid]?.object }
-  }
+  public func object(uid: String) -> CachedObject? { self.object(uid: HashedKey(uid)) }
 
   /// The object named `name` in `namespace` (empty for cluster-scoped kinds).
   public func object(namespace: String, name: String) -> CachedObject? {
@@ -236,24 +234,24 @@ public final class ObjectCache: Sendable {
   /// empty, none otherwise.
   public func objects(inNamespace namespace: String) -> [CachedObject] {
     guard self.layout.isNamespaced else { return namespace.isEmpty ? self.allObjects() : [] }
-    return self.objects(uids: self.indexes[0].uids(under: namespace))
+    return self.objects(uids: self.indexes[0].uids(under: HashedKey(namespace)))
   }
 
   /// The objects `index` finds under `value`.
   ///
   /// - Throws: ``CacheError`` ``CacheError/Code/unknownIndex`` if the cache was built without `index`.
   public func objects(in index: CacheIndex, value: String) throws(CacheError) -> [CachedObject] {
-    self.objects(uids: try self.storage(of: index).uids(under: value))
+    self.objects(uids: try self.storage(of: index).uids(under: HashedKey(value)))
   }
 
   /// The UIDs `index` finds under `value`.
   public func uids(in index: CacheIndex, value: String) throws(CacheError) -> [String] {
-    try self.storage(of: index).uids(under: value)
+    try self.storage(of: index).uids(under: HashedKey(value)).map(\.string)
   }
 
   /// How many objects `index` finds under `value`.
   public func count(in index: CacheIndex, value: String) throws(CacheError) -> Int {
-    try self.storage(of: index).count(under: value)
+    try self.storage(of: index).count(under: HashedKey(value))
   }
 
   /// Sizes of the cache and of each index. Each figure is read shard by shard.
@@ -311,8 +309,8 @@ public final class ObjectCache: Sendable {
     self.writer.withLock { _ in
       var removed: [CachedObject] = []
       for shard in self.objectShards {
-        let stale: [String] = shard.state.withLock { entries in
-          var stale: [String] = []
+        let stale: [HashedKey] = shard.state.withLock { entries in
+          var stale: [HashedKey] = []
           for (uid, entry) in entries where entry.mark < generation { stale.append(uid) }
           return stale
         }
@@ -327,7 +325,8 @@ public final class ObjectCache: Sendable {
   /// Removes the object with `uid` and all its index entries; returns it.
   @discardableResult
   public func remove(uid: String) -> CachedObject? {
-    self.writer.withLock { _ in self.removeLocked(uid: uid) }
+    let uid = HashedKey(uid)
+    return self.writer.withLock { _ in self.removeLocked(uid: uid) }
   }
 
   /// Removes the object named `name` in `namespace` (a watch delete carries only the key).
@@ -365,21 +364,23 @@ public final class ObjectCache: Sendable {
           let object = entry.object
           objects += 1
           bytes += object.raw.count
-          if storedUID != object.uid || Self.shardNumber(FNV1a.hash(storedUID), mask: self.shardMask) != shardNumber {
-            violations.append(.misfiled(storedUnder: storedUID, uid: object.uid))
+          if storedUID != HashedKey(object.uid) || Self.shardNumber(storedUID.hash, mask: self.shardMask) != shardNumber {
+            violations.append(.misfiled(storedUnder: storedUID.string, uid: object.uid))
           }
           if let reason = self.invalidity(of: object) {
             violations.append(.invalidObject(uid: object.uid, key: object.key, reason: reason))
           }
           let nameKey = NameKey(object.metadata)
           if self.nameShard(for: nameKey).state.withLock({ $0[nameKey] }) != storedUID {
-            violations.append(.nameIndexMissing(uid: storedUID, name: nameKey.description))
+            violations.append(.nameIndexMissing(uid: storedUID.string, name: nameKey.description))
           }
           for storage in self.indexes {
             storage.index.forEachValue(of: object) { value in
+              let value = HashedKey(value)
               let present = storage.shard(for: value).state.withLock { $0.buckets[value]?.contains(storedUID) ?? false }
               if !present {
-                violations.append(.indexEntryMissing(index: storage.index.name, value: value, uid: storedUID))
+                violations.append(
+                  .indexEntryMissing(index: storage.index.name, value: value.string, uid: storedUID.string))
               }
             }
           }
@@ -389,7 +390,7 @@ public final class ObjectCache: Sendable {
         let entries = shard.state.withLock { $0 }
         for (nameKey, uid) in entries {
           guard let object = self.object(uid: uid), NameKey(object.metadata) == nameKey else {
-            violations.append(.nameIndexDangling(name: nameKey.description, uid: uid))
+            violations.append(.nameIndexDangling(name: nameKey.description, uid: uid.string))
             continue
           }
         }
@@ -401,13 +402,13 @@ public final class ObjectCache: Sendable {
           let indexShard = shard.state.withLock { $0 }
           recordedEntries += indexShard.entryCount
           for (value, bucket) in indexShard.buckets {
-            var uids: [String] = []
+            var uids: [HashedKey] = []
             bucket.appendUIDs(to: &uids)
             actualEntries += uids.count
-            if uids.isEmpty { violations.append(.emptyIndexBucket(index: storage.index.name, value: value)) }
+            if uids.isEmpty { violations.append(.emptyIndexBucket(index: storage.index.name, value: value.string)) }
             for uid in uids {
-              guard let object = self.object(uid: uid), storage.index.contains(value, for: object) else {
-                violations.append(.indexEntryDangling(index: storage.index.name, value: value, uid: uid))
+              guard let object = self.object(uid: uid), storage.index.contains(value.string, for: object) else {
+                violations.append(.indexEntryDangling(index: storage.index.name, value: value.string, uid: uid.string))
                 continue
               }
             }
@@ -432,7 +433,7 @@ public final class ObjectCache: Sendable {
 
   /// Test hook: stores `object` under `uid` as is — no checks, no index entries, no counts.
   func plantForTesting(_ object: CachedObject, underUID uid: String? = nil) {
-    let uid = uid ?? object.uid
+    let uid = HashedKey(uid ?? object.uid)
     self.writer.withLock { writer in
       self.objectShard(for: uid).state.withLock { $0[uid] = ObjectEntry(object: object, mark: writer.latestMark) }
     }
@@ -441,19 +442,20 @@ public final class ObjectCache: Sendable {
   /// Test hook: adds an entry to the named secondary index as is.
   func plantIndexEntryForTesting(index name: String, value: String, uid: String) {
     self.writer.withLock { _ in
-      self.indexes.first { $0.index.name == name }?.insert(uid, under: value)
+      self.indexes.first { $0.index.name == name }?.insert(HashedKey(uid), under: HashedKey(value))
     }
   }
 
   /// Test hook: points the name index's `namespace/name` at `uid` as is.
   func plantNameForTesting(namespace: String, name: String, uid: String) {
     let nameKey = NameKey(namespace: namespace, name: name)
-    self.writer.withLock { _ in self.nameShard(for: nameKey).state.withLock { $0[nameKey] = uid } }
+    self.writer.withLock { _ in self.nameShard(for: nameKey).state.withLock { $0[nameKey] = HashedKey(uid) } }
   }
 
   /// Test hook: leaves an empty bucket under `value` in the named secondary index.
   func plantEmptyIndexBucketForTesting(index name: String, value: String) {
     self.writer.withLock { _ in
+      let value = HashedKey(value)
       self.indexes.first { $0.index.name == name }?.shard(for: value).state.withLock { $0.buckets[value] = .many([]) }
     }
   }
@@ -466,13 +468,17 @@ public final class ObjectCache: Sendable {
   }
 
   @inline(__always)
-  private func objectShard(for uid: String) -> LockedShard<[String: ObjectEntry]> {
-    self.objectShards[Self.shardNumber(FNV1a.hash(uid), mask: self.shardMask)]
+  private func objectShard(for uid: HashedKey) -> LockedShard<[HashedKey: ObjectEntry]> {
+    self.objectShards[Self.shardNumber(uid.hash, mask: self.shardMask)]
   }
 
   @inline(__always)
-  private func nameShard(for nameKey: NameKey) -> LockedShard<[NameKey: String]> {
-    self.nameShards[Self.shardNumber(nameKey.shardHash, mask: self.shardMask)]
+  private func nameShard(for nameKey: NameKey) -> LockedShard<[NameKey: HashedKey]> {
+    self.nameShards[Self.shardNumber(nameKey.hash, mask: self.shardMask)]
+  }
+
+  private func object(uid: HashedKey) -> CachedObject? {
+    self.objectShard(for: uid).state.withLock { $0[uid]?.object }
   }
 
   private func storage(of index: CacheIndex) throws(CacheError) -> IndexStorage {
@@ -481,7 +487,7 @@ public final class ObjectCache: Sendable {
     throw CacheError(code: .unknownIndex, message: "this \(self.layout.plural) cache has no index \"\(index.name)\"")
   }
 
-  private func objects(uids: [String]) -> [CachedObject] {
+  private func objects(uids: [HashedKey]) -> [CachedObject] {
     var objects: [CachedObject] = []
     objects.reserveCapacity(uids.count)
     for uid in uids {
@@ -501,57 +507,65 @@ public final class ObjectCache: Sendable {
     case old(CachedObject)
   }
 
-  /// Called with the writer lock held.
+  /// Called with the writer lock held. Each shard is looked up once (dictionary slots are
+  /// modified in place); the object is written before its name and index entries.
   private func upsertLocked(_ new: CachedObject, mark: UInt64) -> CacheChange {
     if let reason = self.invalidity(of: new) { return .rejected(reason) }
-    let uid = new.uid
-    let objectShard = self.objectShard(for: uid)
-    let existing: Existing = objectShard.state.withLock { entries in
-      guard let position = entries.index(forKey: uid) else { return .none }
-      let old = entries.values[position].object
-      if old.metadata.resourceVersion == new.metadata.resourceVersion, old.key == new.key {
-        entries.values[position].mark = mark
-        return .unchanged
+    let uid = HashedKey(new.uid)
+    let existing: Existing = self.objectShard(for: uid).state.withLock { entries in
+      func store(in slot: inout ObjectEntry?) -> Existing {
+        guard let current = slot else {
+          slot = ObjectEntry(object: new, mark: mark)
+          return .none
+        }
+        if current.object.metadata.resourceVersion == new.metadata.resourceVersion, current.object.key == new.key {
+          slot!.mark = mark
+          return .unchanged
+        }
+        slot = ObjectEntry(object: new, mark: mark)
+        return .old(current.object)
       }
-      return .old(old)
+      return store(in: &entries[uid])
     }
     if case .unchanged = existing { return .unchanged }
 
-    // A different UID holding the name is removed first.
+    // The name now leads to this UID; a different UID that held it is removed (its own name
+    // entry is left alone, since it no longer points to it).
     let nameKey = NameKey(new.metadata)
-    let nameShard = self.nameShard(for: nameKey)
+    let holder = self.nameShard(for: nameKey).state.withLock { names in
+      func claim(_ slot: inout HashedKey?) -> HashedKey? {
+        defer { slot = uid }
+        return slot
+      }
+      return claim(&names[nameKey])
+    }
     var displaced: CachedObject?
-    if let holder = nameShard.state.withLock({ $0[nameKey] }), holder != uid {
+    if let holder, holder != uid {
       displaced = self.removeLocked(uid: holder)
       self.nameCollisions.increment()
     }
 
     switch existing {
     case .old(let old):
-      // Same UID: replace the entry, then move the index entries whose values changed.
-      objectShard.state.withLock { entries in entries[uid] = ObjectEntry(object: new, mark: mark) }
       let oldNameKey = NameKey(old.metadata)
       if oldNameKey != nameKey {
         // Only a corrupt store moves a UID to another name; the entry follows it.
         self.nameShard(for: oldNameKey).state.withLock { names in
           if names[oldNameKey] == uid { names[oldNameKey] = nil }
         }
-        nameShard.state.withLock { $0[nameKey] = uid }
       }
       for storage in self.indexes where !storage.index.sameValues(old, new) {
         let oldValues = storage.index.values(of: old)
         let newValues = storage.index.values(of: new)
-        for value in oldValues where !newValues.contains(value) { storage.remove(uid, under: value) }
-        for value in newValues where !oldValues.contains(value) { storage.insert(uid, under: value) }
+        for value in oldValues where !newValues.contains(value) { storage.remove(uid, under: HashedKey(value)) }
+        for value in newValues where !oldValues.contains(value) { storage.insert(uid, under: HashedKey(value)) }
       }
       self.recordSizes(objects: 0, bytes: new.raw.count - old.raw.count)
       if let displaced { return .replaced(old: displaced, new: new) }
       return .updated(old: old, new: new)
     case .none, .unchanged:
-      objectShard.state.withLock { entries in entries[uid] = ObjectEntry(object: new, mark: mark) }
-      nameShard.state.withLock { $0[nameKey] = uid }
       for storage in self.indexes {
-        storage.index.forEachValue(of: new) { value in storage.insert(uid, under: value) }
+        storage.index.forEachValue(of: new) { value in storage.insert(uid, under: HashedKey(value)) }
       }
       self.recordSizes(objects: 1, bytes: new.raw.count)
       if let displaced { return .replaced(old: displaced, new: new) }
@@ -560,11 +574,11 @@ public final class ObjectCache: Sendable {
   }
 
   /// Called with the writer lock held. Index entries go first, the object last.
-  private func removeLocked(uid: String) -> CachedObject? {
+  private func removeLocked(uid: HashedKey) -> CachedObject? {
     let objectShard = self.objectShard(for: uid)
     guard let old = objectShard.state.withLock({ $0[uid]?.object }) else { return nil }
     for storage in self.indexes {
-      storage.index.forEachValue(of: old) { value in storage.remove(uid, under: value) }
+      storage.index.forEachValue(of: old) { value in storage.remove(uid, under: HashedKey(value)) }
     }
     let nameKey = NameKey(old.metadata)
     self.nameShard(for: nameKey).state.withLock { names in
