@@ -6,11 +6,13 @@ import Synchronization
 public enum CacheChange: Sendable, Hashable {
   /// A new UID was cached.
   case added(CachedObject)
-  /// The UID was cached; its entry now holds `new`.
+  /// The UID was cached; its entry now holds `new`. (Only a corrupt store, with one UID under two
+  /// keys, gives `new` another name than `old`: the entry then moves to the new name.)
   case updated(old: CachedObject, new: CachedObject)
   /// Another UID (`old`) held the namespace/name: it was removed, then `new` was added. Deliver
   /// as a delete of `old` and an add of `new`, never as an update. Counted as
-  /// `capstan_cache_name_collisions_total`.
+  /// `capstan_cache_name_collisions_total`. (In a corrupt store `new`'s UID may also have been
+  /// cached under another name; that entry moved here and its previous version is not reported.)
   case replaced(old: CachedObject, new: CachedObject)
   /// The same UID at the same resourceVersion and key is already cached: nothing to deliver.
   case unchanged

@@ -285,4 +285,29 @@ import Testing
     for object in cache.allObjects() { cache.remove(uid: object.uid) }
     #expect(cache.stats().isEmpty)
   }
+
+  @Test func racingWritersKeepTheInvariants() async {
+    let cache = self.podCache(shards: 2)
+    await withTaskGroup(of: Void.self) { group in
+      for writer in 0..<2 {
+        group.addTask {
+          for round in 0..<800 {
+            let slot = (round * 3 + writer) % 40
+            if round % 7 == 6 {
+              cache.remove(namespace: "default", name: "pod-\(slot)")
+            } else {
+              // Both writers claim the same names with their own UIDs.
+              cache.upsert(
+                CacheFixtures.pod(
+                  uid: "w\(writer)-\(slot)", name: "pod-\(slot)", revision: Int64(round + 1),
+                  labels: ["app": "app\(round % 2)"], owners: ["owner-\(writer)"]))
+            }
+          }
+        }
+      }
+    }
+    #expect(cache.zeroValueScan().isEmpty)
+    for object in cache.allObjects() { cache.remove(uid: object.uid) }
+    #expect(cache.stats().isEmpty)
+  }
 }
