@@ -3,7 +3,8 @@
 ///
 /// Index functions must be pure: the cache recomputes them from the stored object to remove its
 /// entries, so a function that answered differently for the same object would leave stale entries
-/// (``ObjectCache/zeroValueScan()`` would report them).
+/// (``ObjectCache/zeroValueScan()`` would report them). Values are compared as UTF-8 bytes, as
+/// etcd compares keys.
 public struct CacheIndex: Sendable, CustomStringConvertible {
   enum Kind: Sendable {
     case namespace

@@ -184,8 +184,9 @@ public final class ObjectIngestor: Sendable {
   /// How many refused keys are remembered (logged, and not logged again until forgotten).
   public var reportedKeyCount: Int { self.reportedCount.load(ordering: .relaxed) }
 
-  /// The decision alone: no counting, no logging.
-  func check(_ keyValue: StoredKeyValue) -> Result<CachedObject, IngestRejection> {
+  /// The decision of ``ingest(_:)`` alone, without counting or logging: for tools that report on
+  /// a whole store (`capstan cache verify`, `capstan doctor`).
+  public func check(_ keyValue: StoredKeyValue) -> Result<CachedObject, IngestRejection> {
     func reject(_ reason: IngestRejectionReason) -> Result<CachedObject, IngestRejection> {
       .failure(IngestRejection(key: keyValue.key, modRevision: keyValue.modRevision, reason: reason))
     }
