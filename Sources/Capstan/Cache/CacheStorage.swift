@@ -1,0 +1,215 @@
+import Synchronization
+
+/// One lock-protected shard of cache state. A class so shards can sit in an array (`Mutex` is
+/// not copyable).
+final class LockedShard<State>: Sendable {
+  let state: Mutex<State>
+
+  init(_ state: sending State) { self.state = Mutex(state) }
+}
+
+/// 64-bit FNV-1a, used to pick shards. Reads a string's UTF-8 bytes in place (no allocation).
+enum FNV1a {
+  static let offsetBasis: UInt64 = 0xcbf2_9ce4_8422_2325
+  static let prime: UInt64 = 0x0000_0100_0000_01b3
+
+  @inline(__always)
+  static func hash(_ text: String, continuing start: UInt64 = offsetBasis) -> UInt64 {
+    if let hash = text.utf8.withContiguousStorageIfAvailable({ bytes in Self.hash(bytes, continuing: start) }) {
+      return hash
+    }
+    var hash = start
+    for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* Self.prime }
+    return hash
+  }
+
+  @inline(__always)
+  static func hash(_ bytes: UnsafeBufferPointer<UInt8>, continuing start: UInt64) -> UInt64 {
+    var hash = start
+    for byte in bytes { hash = (hash ^ UInt64(byte)) &* Self.prime }
+    return hash
+  }
+
+  /// The hash of one more byte.
+  @inline(__always)
+  static func hash(byte: UInt8, continuing start: UInt64) -> UInt64 { (start ^ UInt64(byte)) &* Self.prime }
+}
+
+/// A string with its FNV-1a hash, computed once: the hash picks the shard, and dictionaries and
+/// sets hash only those 8 bytes and compare it before the bytes of the string.
+///
+/// Two keys are equal when their UTF-8 bytes are (as etcd compares keys), so canonically
+/// equivalent but differently encoded strings are different keys.
+struct HashedKey: Hashable, Sendable, CustomStringConvertible {
+  let string: String
+  let hash: UInt64
+
+  @inline(__always)
+  init(_ string: String) {
+    self.string = string
+    self.hash = FNV1a.hash(string)
+  }
+
+  @inline(__always)
+  static func == (lhs: HashedKey, rhs: HashedKey) -> Bool {
+    lhs.hash == rhs.hash && lhs.string.utf8.elementsEqual(rhs.string.utf8)
+  }
+
+  @inline(__always)
+  func hash(into hasher: inout Hasher) { hasher.combine(self.hash) }
+
+  var description: String { self.string }
+}
+
+/// The name index's key: namespace and name side by side (no `namespace/name` string is built),
+/// with the FNV-1a hash of `namespace/name`.
+struct NameKey: Hashable, Sendable, CustomStringConvertible {
+  let namespace: String
+  let name: String
+  let hash: UInt64
+
+  init(namespace: String, name: String) {
+    self.namespace = namespace
+    self.name = name
+    self.hash = FNV1a.hash(name, continuing: FNV1a.hash(byte: UInt8(ascii: "/"), continuing: FNV1a.hash(namespace)))
+  }
+
+  init(_ metadata: ObjectMeta) { self.init(namespace: metadata.namespace, name: metadata.name) }
+
+  static func == (lhs: NameKey, rhs: NameKey) -> Bool {
+    lhs.hash == rhs.hash && lhs.name.utf8.elementsEqual(rhs.name.utf8)
+      && lhs.namespace.utf8.elementsEqual(rhs.namespace.utf8)
+  }
+
+  func hash(into hasher: inout Hasher) { hasher.combine(self.hash) }
+
+  var description: String { self.namespace.isEmpty ? self.name : "\(self.namespace)/\(self.name)" }
+}
+
+/// The UIDs under one index value. One UID is held inline (most owner and custom index values
+/// have one object); a set only from two on, so an index costs a dictionary entry per value plus
+/// a set element per extra object. Never empty: the last removal removes the bucket.
+enum IndexBucket: Sendable {
+  case one(HashedKey)
+  case many(Set<HashedKey>)
+
+  var count: Int {
+    switch self {
+    case .one: 1
+    case .many(let uids): uids.count
+    }
+  }
+
+  func contains(_ uid: HashedKey) -> Bool {
+    switch self {
+    case .one(let only): only == uid
+    case .many(let uids): uids.contains(uid)
+    }
+  }
+
+  func appendUIDs(to array: inout [HashedKey]) {
+    switch self {
+    case .one(let only): array.append(only)
+    case .many(let uids): array.append(contentsOf: uids)
+    }
+  }
+
+  /// Adds `uid`; whether it was new.
+  mutating func insert(_ uid: HashedKey) -> Bool {
+    switch self {
+    case .one(let only):
+      if only == uid { return false }
+      var uids = Set<HashedKey>(minimumCapacity: 2)
+      uids.insert(only)
+      uids.insert(uid)
+      self = .many(uids)
+      return true
+    case .many(var uids):
+      self = .many([])  // drop this reference so `uids` is unique and grows in place
+      let inserted = uids.insert(uid).inserted
+      self = .many(uids)
+      return inserted
+    }
+  }
+
+  /// Removes `uid`; whether it was there, and whether the bucket is now empty (the caller then
+  /// removes it).
+  mutating func remove(_ uid: HashedKey) -> (removed: Bool, isEmpty: Bool) {
+    switch self {
+    case .one(let only):
+      return only == uid ? (true, true) : (false, false)
+    case .many(var uids):
+      self = .many([])
+      let removed = uids.remove(uid) != nil
+      if uids.count == 1, let last = uids.first {
+        self = .one(last)
+      } else {
+        self = .many(uids)
+      }
+      return (removed, uids.isEmpty)
+    }
+  }
+}
+
+/// One shard of a secondary index: buckets by index value, and how many (value, UID) entries they hold.
+struct IndexShard: Sendable {
+  var buckets: [HashedKey: IndexBucket] = [:]
+  var entryCount = 0
+}
+
+/// A secondary index and its shards.
+struct IndexStorage: Sendable {
+  let index: CacheIndex
+  let shards: [LockedShard<IndexShard>]
+  let shardMask: Int
+
+  init(index: CacheIndex, shardCount: Int) {
+    self.index = index
+    self.shards = (0..<shardCount).map { _ in LockedShard(IndexShard()) }
+    self.shardMask = shardCount - 1
+  }
+
+  @inline(__always)
+  func shard(for value: HashedKey) -> LockedShard<IndexShard> {
+    self.shards[ObjectCache.shardNumber(value.hash, mask: self.shardMask)]
+  }
+
+  func insert(_ uid: HashedKey, under value: HashedKey) {
+    self.shard(for: value).state.withLock { shard in
+      func insert(into slot: inout IndexBucket?) -> Bool {
+        guard slot != nil else {
+          slot = .one(uid)
+          return true
+        }
+        return slot!.insert(uid)
+      }
+      if insert(into: &shard.buckets[value]) { shard.entryCount += 1 }
+    }
+  }
+
+  func remove(_ uid: HashedKey, under value: HashedKey) {
+    self.shard(for: value).state.withLock { shard in
+      func remove(from slot: inout IndexBucket?) -> Bool {
+        guard slot != nil else { return false }
+        let (removed, isEmpty) = slot!.remove(uid)
+        if isEmpty { slot = nil }
+        return removed
+      }
+      if remove(from: &shard.buckets[value]) { shard.entryCount -= 1 }
+    }
+  }
+
+  func uids(under value: HashedKey) -> [HashedKey] {
+    self.shard(for: value).state.withLock { shard in
+      guard let bucket = shard.buckets[value] else { return [] }
+      var uids: [HashedKey] = []
+      uids.reserveCapacity(bucket.count)
+      bucket.appendUIDs(to: &uids)
+      return uids
+    }
+  }
+
+  func count(under value: HashedKey) -> Int {
+    self.shard(for: value).state.withLock { $0.buckets[value]?.count ?? 0 }
+  }
+}
