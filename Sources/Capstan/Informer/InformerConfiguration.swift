@@ -1,5 +1,4 @@
 public import CapstanEtcd
-public import Foundation
 
 /// How an ``Informer`` lists, watches and recovers.
 public struct InformerConfiguration: Sendable {
@@ -18,9 +17,9 @@ public struct InformerConfiguration: Sendable {
   public var progressTimeout: Duration
   /// Shards of the cache (default 16).
   public var shardCount: Int
-  /// Runs on every object before it is cached (field stripping, to keep memory low). It receives
-  /// the raw JSON and returns what to keep; the result must still carry the same metadata.
-  public var transform: (@Sendable (Data) -> Data)?
+  /// Runs on every object before it is cached (field stripping, to keep memory low): it may
+  /// rewrite the metadata and the raw JSON; the result is validated again.
+  public var transform: ObjectIngestor.Transform?
 
   public init(
     pageSize: Int = 500,
@@ -29,7 +28,7 @@ public struct InformerConfiguration: Sendable {
     stallTimeout: Duration = .seconds(30),
     progressTimeout: Duration = .seconds(5),
     shardCount: Int = 16,
-    transform: (@Sendable (Data) -> Data)? = nil
+    transform: ObjectIngestor.Transform? = nil
   ) {
     self.pageSize = pageSize
     self.backoff = backoff

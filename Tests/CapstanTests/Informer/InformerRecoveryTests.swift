@@ -1,0 +1,123 @@
+@testable import Capstan
+import CapstanEtcd
+import CapstanTesting
+import Foundation
+import Testing
+
+/// How an informer recovers from broken, stalled and compacted watches (fault injection on the
+/// embedded backend; compaction also on a real etcd, in its own suite since it is store-wide).
+@Suite struct InformerRecoveryTests {
+  static let fastRecovery = InformerConfiguration(
+    backoff: EtcdBackoff(initial: .milliseconds(300), maximum: .seconds(1)), stallTimeout: .milliseconds(300),
+    progressTimeout: .milliseconds(300))
+
+  @Test func aBrokenWatchResumesWithoutLossOrDuplicates() async throws {
+    let backend = MemoryBackend()
+    let layout = uniqueLayout()
+    let informer = try Informer(layout: layout, backend: backend, configuration: Self.fastRecovery, logger: quietLogger)
+    let events = informer.addHandler("test")
+    try await whileRunning(informer) {
+      _ = try await informer.waitForSync()
+      var expected: [String] = []
+      for round in 0..<5 {
+        try await backend.put(TestObject(uid: "u\(round)", name: "o\(round)"), in: layout)
+        expected.append("added u\(round) nginx")
+        backend.faults.breakWatches()
+      }
+      let seen = try await take(5, from: events)
+      #expect(seen.map(describe) == expected)
+    }
+  }
+
+  /// Red line "relist storm after compaction": the informer relists in place — only what changed
+  /// produces events, what vanished is an inferred deletion — after one jittered backoff.
+  @Test func aCompactedWatchRelistsInPlace() async throws {
+    let backend = MemoryBackend()
+    let layout = uniqueLayout()
+    for index in 0..<5 { try await backend.put(TestObject(uid: "u\(index)", name: "o\(index)"), in: layout) }
+    let informer = try Informer(layout: layout, backend: backend, configuration: Self.fastRecovery, logger: quietLogger)
+    let events = informer.addHandler("test")
+    try await whileRunning(informer) {
+      let cache = try await informer.waitForSync()
+      _ = try await take(5, from: events)
+      // Break the watch, then change things and compact them away before it resumes.
+      backend.faults.breakWatches()
+      try await backend.put(TestObject(uid: "u1", name: "o1", image: "httpd"), in: layout)
+      try await backend.delete("o2", in: layout)
+      try await backend.put(TestObject(uid: "u9", name: "o9"), in: layout)
+      try await backend.put(TestObject(uid: "u3b", name: "o3"), in: layout)  // name reuse
+      let now = try await backend.currentRevision()
+      try await backend.compact(revision: now)
+
+      let seen = try await take(5, from: events)
+      #expect(
+        Set(seen.map(describe)) == [
+          "updated u1 nginx->httpd", "added u9 nginx", "deleted u2 inferred", "deleted u3 certain", "added u3b nginx",
+        ])
+      try await informer.waitUntil(revision: now)
+      #expect(cache.count == 5)
+      #expect(cache.zeroValueScan().isEmpty)
+      #expect(events.backlog == 0)
+    }
+  }
+
+  /// Red line "watch stall": a watch that goes silent, and whose stream no longer answers
+  /// progress requests, is restarted from its last revision by the watchdog.
+  @Test func theWatchdogRestartsAStalledWatch() async throws {
+    let backend = MemoryBackend()
+    let layout = uniqueLayout()
+    let informer = try Informer(layout: layout, backend: backend, configuration: Self.fastRecovery, logger: quietLogger)
+    let events = informer.addHandler("test")
+    try await whileRunning(informer) {
+      _ = try await informer.waitForSync()
+      backend.faults.stallWatches()
+      let written = try await backend.put(TestObject(uid: "u1", name: "o1"), in: layout)
+      // The stalled watch never delivers this; the restarted one does.
+      #expect(try await take(1, from: events, timeout: .seconds(10)).map(describe) == ["added u1 nginx"])
+      try await informer.waitUntil(revision: written)
+    }
+  }
+
+  @Test func failedListsAreRetried() async throws {
+    let backend = MemoryBackend()
+    let layout = uniqueLayout()
+    try await backend.put(TestObject(uid: "u1", name: "o1"), in: layout)
+    backend.faults.failNextReads(2)
+    let informer = try Informer(layout: layout, backend: backend, configuration: Self.fastRecovery, logger: quietLogger)
+    try await whileRunning(informer) {
+      let cache = try await informer.waitForSync(timeout: .seconds(10))
+      #expect(cache.count == 1)
+    }
+  }
+}
+
+@Suite("Informer relists after compaction on a real etcd", .etcdServer("capstan-informer-compaction"))
+struct EtcdInformerCompactionTests {
+  @Test func relistsInPlaceAfterEtcdCompaction() async throws {
+    try await withBackend(.etcd) { etcd in
+      let backend = WatchBreakingBackend(wrapping: etcd)
+      let layout = uniqueLayout()
+      for index in 0..<5 { try await backend.put(TestObject(uid: "u\(index)", name: "o\(index)"), in: layout) }
+      var configuration = InformerRecoveryTests.fastRecovery
+      configuration.backoff = EtcdBackoff(initial: .seconds(1), maximum: .seconds(2), jitter: 0)
+      let informer = try Informer(layout: layout, backend: backend, configuration: configuration, logger: quietLogger)
+      let events = informer.addHandler("test")
+      try await whileRunning(informer) {
+        let cache = try await informer.waitForSync()
+        _ = try await take(5, from: events)
+        // The informer's watch ends at its next event; it resumes after a second, by when
+        // the revisions it needs are compacted.
+        backend.breakWatches()
+        try await backend.put(TestObject(uid: "u1", name: "o1", image: "httpd"), in: layout)
+        try await backend.delete("o2", in: layout)
+        let now = try await backend.currentRevision()
+        try await backend.compact(revision: now)
+        let seen = try await take(2, from: events)
+        #expect(Set(seen.map(describe)) == ["updated u1 nginx->httpd", "deleted u2 inferred"])
+        try await informer.waitUntil(revision: now)
+        #expect(cache.count == 4)
+        #expect(cache.zeroValueScan().isEmpty)
+      }
+    }
+  }
+}
