@@ -35,11 +35,15 @@ import Testing
     let backend = MemoryBackend()
     let layout = uniqueLayout()
     for index in 0..<5 { try await backend.put(TestObject(uid: "u\(index)", name: "o\(index)"), in: layout) }
-    let informer = try Informer(layout: layout, backend: backend, configuration: Self.fastRecovery, logger: quietLogger)
+    let metrics = RecordingMetrics()
+    let informer = try Informer(
+      layout: layout, backend: backend, configuration: Self.fastRecovery, logger: quietLogger, metricsFactory: metrics)
     let events = informer.addHandler("test")
     try await whileRunning(informer) {
       let cache = try await informer.waitForSync()
       _ = try await take(5, from: events)
+      let relists = [("resource", layout.plural), ("reason", "compacted")]
+      #expect(metrics.value("capstan_informer_relists_total", relists) == nil)
       // Break the watch, then change things and compact them away before it resumes.
       backend.faults.breakWatches()
       try await backend.put(TestObject(uid: "u1", name: "o1", image: "httpd"), in: layout)
@@ -58,6 +62,8 @@ import Testing
       #expect(cache.count == 5)
       #expect(cache.zeroValueScan().isEmpty)
       #expect(events.backlog == 0)
+      // One relist, not a storm.
+      #expect(metrics.value("capstan_informer_relists_total", relists) == 1)
     }
   }
 
@@ -66,7 +72,9 @@ import Testing
   @Test func theWatchdogRestartsAStalledWatch() async throws {
     let backend = MemoryBackend()
     let layout = uniqueLayout()
-    let informer = try Informer(layout: layout, backend: backend, configuration: Self.fastRecovery, logger: quietLogger)
+    let metrics = RecordingMetrics()
+    let informer = try Informer(
+      layout: layout, backend: backend, configuration: Self.fastRecovery, logger: quietLogger, metricsFactory: metrics)
     let events = informer.addHandler("test")
     try await whileRunning(informer) {
       _ = try await informer.waitForSync()
@@ -75,6 +83,8 @@ import Testing
       // The stalled watch never delivers this; the restarted one does.
       #expect(try await take(1, from: events, timeout: .seconds(10)).map(describe) == ["added u1 nginx"])
       try await informer.waitUntil(revision: written)
+      let restarts = metrics.value("capstan_informer_watch_restarts_total", [("resource", layout.plural), ("reason", "stall")])
+      #expect(restarts == 1)
     }
   }
 

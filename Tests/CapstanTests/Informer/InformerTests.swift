@@ -137,11 +137,15 @@ struct InformerTests {
       for (name, value) in bad {
         _ = try await backend.put(layout.key(namespace: "default", name: name), value: value, lease: nil)
       }
-      let informer = try Informer(layout: layout, backend: backend, logger: quietLogger)
+      let metrics = RecordingMetrics()
+      let informer = try Informer(layout: layout, backend: backend, logger: quietLogger, metricsFactory: metrics)
       let events = informer.addHandler("test")
       try await whileRunning(informer) {
         let cache = try await informer.waitForSync()
         #expect(cache.count == 1)
+        let resource = [("resource", layout.plural)]
+        #expect(metrics.value("capstan_cache_zero_value_keys_total", resource) == 5)  // empty, no uid, no name, mismatch, null metadata
+        #expect(metrics.value("capstan_cache_decode_errors_total", resource) == 1)  // not JSON
         #expect(try await take(1, from: events).map(describe) == ["added good nginx"])
         // Overwriting the good object with a zero value removes it: inferred deletion.
         _ = try await backend.put(layout.key(namespace: "default", name: "good"), value: Data("{}".utf8), lease: nil)
