@@ -8,7 +8,7 @@ struct CapstanCommand: AsyncParsableCommand {
     abstract: "Talk to etcd the way Capstan does: status, keys, transactions, watches, leases and benchmarks.",
     version: Capstan.version,
     subcommands: [
-      StatusCommand.self, KVCommand.self, WatchCommand.self, LeaseCommand.self, BenchCommand.self,
+      StatusCommand.self, KVCommand.self, WatchCommand.self, LeaseCommand.self, CacheCommand.self, BenchCommand.self,
     ]
   )
 }

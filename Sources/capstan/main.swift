@@ -1,4 +1,5 @@
 import ArgumentParser
+import Capstan
 import CapstanEtcd
 import Foundation
 import Logging
@@ -34,6 +35,10 @@ enum CapstanEntryPoint {
       }
       exit(0)
     } catch let error as EtcdError {
+      fail(code: "\(error.code)", message: error.message)
+    } catch let error as BackendError {
+      fail(code: "\(error.code)", message: error.message)
+    } catch let error as InformerError {
       fail(code: "\(error.code)", message: error.message)
     } catch let error as TxnScriptError {
       fail(code: "invalidArgument", message: error.description)

@@ -1,0 +1,80 @@
+import CapstanEtcd
+import CapstanTesting
+import Foundation
+import Testing
+
+/// `capstan cache verify` and `capstan cache stats` against a real etcd.
+@Suite("capstan cache", .etcdServer("cli-cache"))
+struct CapstanCacheCLITests {
+  static func object(_ index: Int, image: String = "v1") -> String {
+    #"{"metadata":{"uid":"u\#(index)","name":"o\#(index)","namespace":"ns\#(index % 3)"},"spec":{"image":"\#(image)"}}"#
+  }
+
+  @Test("verify runs an informer while others write and finds the cache consistent")
+  func verifyWhileWriting() async throws {
+    let server = try suiteServer()
+    let plural = "things\(UInt32.random(in: 0...UInt32.max))"
+    let prefix = "/registry/\(plural)/"
+    let dump = FileManager.default.temporaryDirectory.appendingPathComponent("capstan-dump-\(UUID().uuidString).jsonl")
+    defer { try? FileManager.default.removeItem(at: dump) }
+    try await withSuiteClient { client in
+      for index in 0..<60 {
+        try await client.put("\(prefix)ns\(index % 3)/o\(index)", Self.object(index))
+      }
+      try await client.put("\(prefix)ns0/broken", "not json")
+      let capstan = try TestCommand.builtProduct("capstan")
+      let arguments = [
+        "cache", "verify", "--prefix", prefix, "--duration", "3s", "--page-size", "7", "--dump", dump.path,
+        "--endpoints", server.endpoint,
+      ]
+      // The command runs in its own process while this test keeps writing.
+      async let verification = Task.detached { try TestCommand.run(capstan, arguments, timeout: .seconds(60)) }.value
+      try await Task.sleep(for: .milliseconds(500))
+      for index in 0..<40 {
+        if index % 4 == 0 {
+          _ = try await client.delete("\(prefix)ns\(index % 3)/o\(index)")
+        } else {
+          try await client.put("\(prefix)ns\(index % 3)/o\(index)", Self.object(index, image: "v2"))
+        }
+        try await Task.sleep(for: .milliseconds(20))
+      }
+      let output = try await verification
+      #expect(output.exitStatus == 0, "\(output.standardError)")
+      let pattern = #/^consistent: 50 objects at revision [0-9]+\n$/#
+      #expect(output.standardOutput.wholeMatch(of: pattern) != nil, "\(output.standardOutput)")
+      #expect(output.standardError.contains("\(prefix)ns0/broken"), "the invalid value is reported")
+
+      let lines = try String(contentsOf: dump, encoding: .utf8).split(separator: "\n")
+      #expect(lines.count == 50)
+      let entries = try lines.map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+      let keys = entries.compactMap { $0["key"] as? String }
+      #expect(keys == keys.sorted() && Set(keys).count == 50)
+      #expect(!keys.contains("\(prefix)ns0/o0"), "deleted while the informer ran")
+      #expect(entries.allSatisfy { ($0["uid"] as? String)?.hasPrefix("u") == true && $0["resourceVersion"] is Int })
+    }
+  }
+
+  @Test("stats prints counts and index sizes")
+  func stats() async throws {
+    let server = try suiteServer()
+    let plural = "things\(UInt32.random(in: 0...UInt32.max))"
+    try await withSuiteClient { client in
+      for index in 0..<9 { try await client.put("/registry/\(plural)/ns\(index % 3)/o\(index)", Self.object(index)) }
+    }
+    let output = try TestCommand.run(
+      try TestCommand.builtProduct("capstan"),
+      ["cache", "stats", "--prefix", "/registry/\(plural)/", "--endpoints", server.endpoint])
+    #expect(output.exitStatus == 0, "\(output.standardError)")
+    #expect(output.standardOutput.contains("objects: 9\n"))
+    #expect(output.standardOutput.contains("index namespace: 3 values, 9 entries\n"), "\(output.standardOutput)")
+  }
+
+  @Test("a prefix that is not /registry/<plural>/ is refused")
+  func badPrefix() throws {
+    let server = try suiteServer()
+    let output = try TestCommand.run(
+      try TestCommand.builtProduct("capstan"), ["cache", "verify", "--prefix", "/foo", "--endpoints", server.endpoint])
+    #expect(output.exitStatus != 0)
+    #expect(output.standardError.contains("--prefix must look like /registry/<plural>/"))
+  }
+}
