@@ -94,16 +94,13 @@ public struct CacheError: Error, Sendable, CustomStringConvertible {
   public var description: String { "\(self.code): \(self.message)" }
 }
 
-/// Only the `metadata` of a stored object: what the cache needs to index it.
-private struct MetadataOnly: Decodable {
-  var metadata: ObjectMeta?
-}
-
 /// Extracts an object's ``ObjectMeta`` from its JSON bytes without decoding the rest.
 ///
-/// The one place metadata is extracted, so a faster scanner can replace `JSONDecoder` here. An
-/// object without `metadata` yields an empty `ObjectMeta` (which the ingestor rejects as a zero
-/// value); bytes that are not a JSON object, or a malformed `metadata`, throw.
-func extractObjectMeta(from data: Data) throws -> ObjectMeta {
-  try JSONDecoder().decode(MetadataOnly.self, from: data).metadata ?? ObjectMeta()
+/// The one place metadata is extracted. It uses ``ObjectMetaScanner`` (one validating pass over
+/// the bytes, ~10× `JSONDecoder`; its result equals `JSONDecoder`'s for
+/// `struct { var metadata: ObjectMeta? }`, which the codec tests prove). An object without
+/// `metadata` yields an empty `ObjectMeta` (which the ingestor rejects as a zero value); bytes that
+/// are not a JSON object, or a malformed `metadata`, throw ``JSONScanError``.
+func extractObjectMeta(from data: Data, scanner: ObjectMetaScanner = ObjectMetaScanner()) throws -> ObjectMeta {
+  try scanner.scan(data)
 }

@@ -119,6 +119,9 @@ public final class ObjectIngestor: Sendable {
   /// The layout of the kind this ingestor reads.
   public let layout: ResourceLayout
   private let validator: ObjectValidator
+  /// Extracts metadata; its interner lets the objects of this kind share repeated strings
+  /// (namespaces, label keys and values, owner kinds).
+  private let scanner = ObjectMetaScanner(interner: StringInterner())
   private let transform: Transform?
   private let logger: Logger
   private let reportedKeyLimit: Int
@@ -193,7 +196,7 @@ public final class ObjectIngestor: Sendable {
     if keyValue.value.isEmpty { return reject(.emptyPayload) }
     var metadata: ObjectMeta
     do {
-      metadata = try extractObjectMeta(from: keyValue.value)
+      metadata = try extractObjectMeta(from: keyValue.value, scanner: self.scanner)
     } catch {
       return reject(.undecodable(description: Self.describe(error)))
     }
