@@ -81,6 +81,12 @@ let package = Package(
       dependencies: [],
       swiftSettings: strictSwiftSettings
     ),
+    // Swift Testing helpers shared by the test targets (the suite-scoped etcd trait).
+    .target(
+      name: "CapstanTestSupport",
+      dependencies: ["CapstanTesting"],
+      swiftSettings: strictSwiftSettings
+    ),
     .executableTarget(
       name: "capstan",
       dependencies: [
@@ -96,7 +102,7 @@ let package = Package(
     .testTarget(
       name: "CapstanEtcdTests",
       dependencies: [
-        "CapstanEtcd", "CapstanEtcdAPI", "CapstanTesting",
+        "CapstanEtcd", "CapstanEtcdAPI", "CapstanTesting", "CapstanTestSupport",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -107,7 +113,7 @@ let package = Package(
     .testTarget(
       name: "CapstanTests",
       dependencies: [
-        "Capstan", "CapstanEtcd", "CapstanTesting",
+        "Capstan", "CapstanEtcd", "CapstanTesting", "CapstanTestSupport",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "PropertyBased", package: "swift-property-based"),

@@ -1,5 +1,6 @@
 import CapstanEtcd
 import CapstanTesting
+import CapstanTestSupport
 import Foundation
 import Testing
 

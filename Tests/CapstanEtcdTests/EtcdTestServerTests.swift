@@ -1,4 +1,5 @@
 import CapstanTesting
+import CapstanTestSupport
 import Foundation
 import Testing
 

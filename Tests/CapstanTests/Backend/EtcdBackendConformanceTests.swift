@@ -1,5 +1,6 @@
 import Capstan
 import CapstanTesting
+import CapstanTestSupport
 import Testing
 
 /// The conformance suite on a real etcd through ``EtcdBackend``: one server shared by every check

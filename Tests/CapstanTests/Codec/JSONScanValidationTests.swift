@@ -1,5 +1,6 @@
 import Capstan
 import CapstanTesting
+import CapstanTestSupport
 import Foundation
 import PropertyBased
 import Testing

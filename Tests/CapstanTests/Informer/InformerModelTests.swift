@@ -1,6 +1,7 @@
 @testable import Capstan
 import CapstanEtcd
 import CapstanTesting
+import CapstanTestSupport
 import Foundation
 import PropertyBased
 import Synchronization

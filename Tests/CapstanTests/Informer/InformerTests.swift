@@ -1,5 +1,6 @@
 @testable import Capstan
 import CapstanTesting
+import CapstanTestSupport
 import Foundation
 import Testing
 

@@ -1,6 +1,7 @@
 import Capstan
 import CapstanEtcd
 import CapstanTesting
+import CapstanTestSupport
 import Foundation
 import Logging
 import Synchronization

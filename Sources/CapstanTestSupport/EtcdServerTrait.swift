@@ -1,3 +1,4 @@
+public import CapstanTesting
 public import Testing
 
 /// The etcd server of the suite being run, set by ``EtcdServerTrait``.
