@@ -50,3 +50,31 @@ public struct TestTimeout: Error, CustomStringConvertible {
   public init(message: String) { self.message = message }
   public var description: String { self.message }
 }
+
+/// The first `count` elements of `sequence` that `include` accepts, or a ``TestTimeout`` after
+/// `timeout` (naming `what` was awaited).
+public func firstElements<Elements: AsyncSequence & Sendable>(
+  _ count: Int,
+  of sequence: Elements,
+  where include: @escaping @Sendable (Elements.Element) -> Bool = { _ in true },
+  timeout: Duration = .seconds(20),
+  what: String = "elements"
+) async throws -> [Elements.Element] where Elements.Element: Sendable {
+  try await withThrowingTaskGroup(of: [Elements.Element].self) { group in
+    group.addTask {
+      var elements: [Elements.Element] = []
+      guard count > 0 else { return elements }
+      for try await element in sequence where include(element) {
+        elements.append(element)
+        if elements.count == count { break }
+      }
+      return elements
+    }
+    group.addTask {
+      try await Task.sleep(for: timeout)
+      throw TestTimeout(message: "timed out waiting for \(count) \(what)")
+    }
+    defer { group.cancelAll() }
+    return try await group.next()!
+  }
+}

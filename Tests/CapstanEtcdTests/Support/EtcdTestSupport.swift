@@ -36,21 +36,5 @@ let testLogger: Logger = {
 
 /// Collects `count` non-progress events from a watch (or fails after `timeout`).
 func collect(_ count: Int, from watch: EtcdWatch, timeout: Duration = .seconds(20)) async throws -> [WatchEvent] {
-  try await withThrowingTaskGroup(of: [WatchEvent].self) { group in
-    group.addTask {
-      var events: [WatchEvent] = []
-      for try await event in watch {
-        if case .progress = event { continue }
-        events.append(event)
-        if events.count == count { break }
-      }
-      return events
-    }
-    group.addTask {
-      try await Task.sleep(for: timeout)
-      throw TestTimeout(message: "timed out waiting for \(count) watch events")
-    }
-    defer { group.cancelAll() }
-    return try await group.next()!
-  }
+  try await firstElements(count, of: watch, where: { if case .progress = $0 { false } else { true } }, timeout: timeout, what: "watch events")
 }

@@ -27,21 +27,6 @@ func describe(_ event: InformerEvent) -> String {
 
 /// Takes the next `count` events of `stream`, failing after `timeout`.
 func take(_ count: Int, from stream: InformerEventStream, timeout: Duration = .seconds(20)) async throws -> [InformerEvent] {
-  try await withThrowingTaskGroup(of: [InformerEvent].self) { group in
-    group.addTask {
-      var events: [InformerEvent] = []
-      for await event in stream {
-        events.append(event)
-        if events.count == count { break }
-      }
-      return events
-    }
-    group.addTask {
-      try await Task.sleep(for: timeout)
-      throw TestTimeout(message: "timed out waiting for \(count) informer events")
-    }
-    defer { group.cancelAll() }
-    return try await group.next()!
-  }
+  try await firstElements(count, of: stream, timeout: timeout, what: "informer events")
 }
 
