@@ -7,9 +7,9 @@ import NIOSSL
 import SwiftProtobuf
 import Synchronization
 
-/// A lean path for unary gRPC calls: one HTTP/2 connection per endpoint, on which one handler
-/// (``UnaryCallDispatcher``) runs every call as a stream of its own, entirely on the connection's
-/// event loop: it writes the HEADERS and DATA frames, routes the response frames by stream ID and
+/// A lean path for unary gRPC calls: per endpoint, one HTTP/2 connection per event loop (a
+/// lane), on which one handler (``UnaryCallDispatcher``) runs every call as a stream of its own,
+/// entirely on the connection's event loop: it writes the HEADERS and DATA frames, routes the response frames by stream ID and
 /// completes the call's promise.
 ///
 /// Why: grpc-swift's general client spends most of a small call's CPU in per-call machinery (task
@@ -27,6 +27,58 @@ import Synchronization
 /// ``EtcdError/wrapping(_:operation:)`` and the retry rules apply unchanged), and a call that
 /// could not get a connection, or whose HEADERS never left the client, fails as "not sent".
 final class EtcdUnaryChannel: Sendable {
+  /// One connection per event loop of NIO's singleton group (at most 4), so that with many calls
+  /// in flight the work (frames, HPACK, completions and the callers resumed on the loop) is
+  /// spread over the loops' threads instead of one.
+  private let lanes: [EtcdUnaryLane]
+
+  init(endpoint: EtcdEndpoint, sslContext: NIOSSLContext?, serverHostname: String?, connectTimeout: Duration) {
+    var loops: [any EventLoop] = []
+    for loop in MultiThreadedEventLoopGroup.singleton.makeIterator() where loops.count < 4 { loops.append(loop) }
+    self.lanes = loops.map {
+      EtcdUnaryLane(
+        endpoint: endpoint, sslContext: sslContext, serverHostname: serverHostname, connectTimeout: connectTimeout,
+        eventLoop: $0)
+    }
+  }
+
+  /// Stops taking calls (later ones fail with "channel is closed") and closes the connections
+  /// once the calls in flight on them have finished.
+  func close() {
+    for lane in self.lanes { lane.close() }
+  }
+
+  /// The lane for the next call: the one with the fewest calls in flight, preferring the
+  /// caller's own event loop (no thread hop) unless it has two more in flight than another. A
+  /// sequential caller thus stays on one connection, and a caller off the loops starts on the
+  /// first; lanes beyond it connect only when calls overlap.
+  private func lane() -> EtcdUnaryLane {
+    guard self.lanes.count > 1 else { return self.lanes[0] }
+    var best = self.lanes[0]
+    var bestScore = Int.max
+    for lane in self.lanes {
+      let score = lane.inFlight.load(ordering: .relaxed) * 2 - (lane.eventLoop.inEventLoop ? 3 : 0)
+      if score < bestScore { (best, bestScore) = (lane, score) }
+    }
+    return best
+  }
+
+  /// Runs one unary call at `path` (e.g. `/etcdserverpb.KV/Put`).
+  func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+    path: String,
+    request: Request,
+    metadata: [(String, String)],
+    deadline: ContinuousClock.Instant
+  ) async throws -> Response {
+    let lane = self.lane()
+    lane.inFlight.add(1, ordering: .relaxed)
+    defer { lane.inFlight.subtract(1, ordering: .relaxed) }
+    return try await lane.call(path: path, request: request, metadata: metadata, deadline: deadline)
+  }
+}
+
+/// One HTTP/2 connection of an ``EtcdUnaryChannel``, on one event loop, (re)connected on demand.
+final class EtcdUnaryLane: Sendable {
   private struct Connection: Sendable {
     let channel: any Channel
     let dispatcher: NIOLoopBound<UnaryCallDispatcher>
@@ -52,17 +104,22 @@ final class EtcdUnaryChannel: Sendable {
   private let sslContext: NIOSSLContext?
   private let serverHostname: String?
   private let connectTimeout: Duration
-  private let group: any EventLoopGroup
+  let eventLoop: any EventLoop
+  /// Calls in flight on this lane (maintained by ``EtcdUnaryChannel``, read to balance lanes).
+  let inFlight = Atomic<Int>(0)
   private let state = Mutex(State.idle)
 
-  init(endpoint: EtcdEndpoint, sslContext: NIOSSLContext?, serverHostname: String?, connectTimeout: Duration) {
+  init(
+    endpoint: EtcdEndpoint, sslContext: NIOSSLContext?, serverHostname: String?, connectTimeout: Duration,
+    eventLoop: any EventLoop
+  ) {
     self.endpoint = endpoint
     self.authority = endpoint.description
     self.scheme = sslContext == nil ? "http" : "https"
     self.sslContext = sslContext
     self.serverHostname = serverHostname ?? (endpoint.isIPv4Literal || endpoint.host.contains(":") ? nil : endpoint.host)
     self.connectTimeout = connectTimeout
-    self.group = MultiThreadedEventLoopGroup.singleton
+    self.eventLoop = eventLoop
   }
 
   /// Stops taking calls (later ones fail with "channel is closed") and closes the connection
@@ -101,15 +158,15 @@ final class EtcdUnaryChannel: Sendable {
       case .ready(let draining):
         // The server sent GOAWAY (or stream IDs ran out): calls in flight finish there, new ones
         // get a new connection, and the old one closes once idle.
-        let promise = self.group.next().makePromise(of: Connection.self)
+        let promise = self.eventLoop.makePromise(of: Connection.self)
         state = .connecting(promise.futureResult)
         return .connect(promise, replacing: draining)
       case .connecting(let future):
         return .use(future)
       case .closed:
-        return .use(self.group.next().makeFailedFuture(RPCError(code: .unavailable, message: "channel is closed")))
+        return .use(self.eventLoop.makeFailedFuture(RPCError(code: .unavailable, message: "channel is closed")))
       case .idle:
-        let promise = self.group.next().makePromise(of: Connection.self)
+        let promise = self.eventLoop.makePromise(of: Connection.self)
         state = .connecting(promise.futureResult)
         return .connect(promise, replacing: nil)
       }
@@ -151,7 +208,7 @@ final class EtcdUnaryChannel: Sendable {
     let serverHostname = self.serverHostname
     let timeout = TimeAmount.nanoseconds(Int64(self.connectTimeout.seconds * 1e9))
     let activity = ConnectionActivity()
-    return ClientBootstrap(group: self.group)
+    return ClientBootstrap(group: self.eventLoop)
       .connectTimeout(timeout)
       .channelOption(.socketOption(.tcp_nodelay), value: 1)
       .channelInitializer { channel in
@@ -186,7 +243,7 @@ final class EtcdUnaryChannel: Sendable {
       }
   }
 
-  /// Runs one unary call at `path` (e.g. `/etcdserverpb.KV/Put`).
+  /// Runs one unary call at `path` (e.g. `/etcdserverpb.KV/Put`) on this lane's connection.
   func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
     path: String,
     request: Request,
