@@ -1,4 +1,4 @@
-import CapstanEtcd
+@testable import CapstanEtcd
 import CapstanTesting
 import Foundation
 import Testing
@@ -74,5 +74,17 @@ struct EtcdUnaryChannelTests {
       try await runManyRequests(etcd, prefix: prefix + "small/", count: 2_000)
       #expect(timedOut > 0, "a 2 ms deadline on a 3 MiB range never expired")
     }
+  }
+
+  @Test("grpc-timeout is whole milliseconds rounded up, so equal timeouts send equal values")
+  func grpcTimeoutValues() {
+    #expect(EtcdUnaryLane.grpcTimeout(.seconds(10)) == "10000m")
+    #expect(EtcdUnaryLane.grpcTimeout(.seconds(10) - .microseconds(40)) == "10000m")
+    #expect(EtcdUnaryLane.grpcTimeout(.microseconds(1)) == "1m")
+    #expect(EtcdUnaryLane.grpcTimeout(.zero) == "1m")
+    #expect(EtcdUnaryLane.grpcTimeout(.milliseconds(1500)) == "1500m")
+    #expect(EtcdUnaryLane.grpcTimeout(.seconds(99_999)) == "99999000m")
+    #expect(EtcdUnaryLane.grpcTimeout(.seconds(100_000)) == "100000S")
+    #expect(EtcdUnaryLane.grpcTimeout(.seconds(1_000_000_000)) == "99999999S")
   }
 }
