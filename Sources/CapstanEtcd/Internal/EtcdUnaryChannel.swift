@@ -397,6 +397,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
   private var isOpen = true
   private var closeWhenDone = false
   private var needsFlush = false
+  private var flushScheduled = false
 
   init(activity: ConnectionActivity) { self.activity = activity }
 
@@ -446,10 +447,22 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
     context.write(
       self.wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: request.headers)))),
       promise: headersWritten)
-    context.writeAndFlush(
+    context.write(
       self.wrapOutboundOut(
         HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(request.message), endStream: true)))),
       promise: nil)
+    self.flushSoon(context: context)
+  }
+
+  /// Flushes once the event loop has run what is queued now: the calls that callers resumed in
+  /// the same tick start (many, with many in flight) leave in one write system call, not one each.
+  private func flushSoon(context: ChannelHandlerContext) {
+    guard !self.flushScheduled else { return }
+    self.flushScheduled = true
+    context.eventLoop.assumeIsolated().execute {
+      self.flushScheduled = false
+      self.context?.flush()
+    }
   }
 
   /// Gives up on the call whose promise's future is `future` (task cancellation).
