@@ -1,5 +1,6 @@
 @testable import CapstanEtcd
 import CapstanTesting
+import CapstanTestSupport
 import Foundation
 import Testing
 
