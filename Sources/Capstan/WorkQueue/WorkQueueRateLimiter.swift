@@ -111,8 +111,9 @@ public struct TokenBucketRateLimiter<Key: Hashable & Sendable>: WorkQueueRateLim
       self.tokens -= 1
       return .zero
     }
-    let wait = Duration.seconds((1 - self.tokens) / self.rate)
-    if wait > self.maximumWait { return self.maximumWait }
+    let nanoseconds = ((1 - self.tokens) * 1e9 / self.rate).rounded(.up)
+    guard nanoseconds <= self.maximumWait.workQueueSeconds * 1e9 else { return self.maximumWait }
+    let wait = Duration.nanoseconds(Int64(nanoseconds))
     self.tokens -= 1
     return wait
   }
