@@ -183,7 +183,9 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
     var gauges = WorkQueueGauges(depth: 0)
     let (worked, effects) = self.state.withLock { state in
       var effects = WorkQueueEffects<Key>()
+      state.promoteDue(now: now, effects: &effects)
       let worked = state.done(key, now: now, effects: &effects)
+      state.ensureTimekeeper(effects: &effects)
       gauges = state.gauges(now: now, processingChanged: true)
       return (worked, effects)
     }

@@ -322,6 +322,8 @@ struct WorkQueueState<Key: Hashable & Sendable> {
   mutating func deliver(_ wake: WorkQueueWake<Key>, to id: UInt64, effects: inout WorkQueueEffects<Key>) {
     guard var waiter = self.waiters[id], waiter.result == nil else { return }
     self.waitingCount -= 1
+    // The order only matters for waiters without a result; with none left, it is all stale.
+    if self.waitingCount == 0 { self.waiterOrder.removeAll(keepingCapacity: true) }
     if let continuation = waiter.continuation {
       self.waiters[id] = nil
       effects.resumes.append((continuation, wake))
