@@ -65,11 +65,11 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
 
   /// The queue's name: the `name` label of its metrics.
   public let name: String
-  private let maxRetries: Int?
-  private let logger: Logger
-  private let metrics: WorkQueueMetrics
-  private let time: WorkQueueTimeSource
-  private let state: Mutex<WorkQueueState<Key>>
+  @usableFromInline let maxRetries: Int?
+  @usableFromInline let logger: Logger
+  @usableFromInline let metrics: WorkQueueMetrics
+  @usableFromInline let time: WorkQueueTimeSource
+  @usableFromInline let state: Mutex<WorkQueueState<Key>>
 
   /// A queue named `name` (the metrics' `name` label).
   public init(name: String, configuration: Configuration = Configuration()) {
@@ -88,6 +88,7 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
 
   /// Queues `key` (a no-op if it is already queued, apart from raising a `.low` key to `.normal`;
   /// ignored after shutdown).
+  @inlinable
   public func add(_ key: Key, priority: WorkQueuePriority = .normal) {
     let now = self.time.now()
     self.withState(now: now) { state, effects in
@@ -97,6 +98,7 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
 
   /// Queues `key` once `delay` has passed (at once if `delay` is not positive). If the key is
   /// already waiting, the earlier due time wins. Ignored after shutdown.
+  @inlinable
   public func add(_ key: Key, after delay: Duration, priority: WorkQueuePriority = .normal) {
     let now = self.time.now()
     let accepted = self.withState(now: now) { state, effects in
@@ -132,11 +134,13 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
 
   /// Forgets `key`'s failures: its retry count and the rate limiter's history (call after a
   /// success).
+  @inlinable
   public func forget(_ key: Key) {
     self.state.withLock { $0.forget(key) }
   }
 
   /// How many times `key` was requeued by `addRateLimited` since it was last forgotten.
+  @inlinable
   public func numRequeues(_ key: Key) -> Int {
     self.state.withLock { $0.requeues[key, default: 0] }
   }
@@ -147,6 +151,7 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   /// `.drain`: once nothing queued is left) or when the calling task is cancelled while waiting.
   ///
   /// The caller owns the key until it calls ``done(_:)``; meanwhile no other `get()` returns it.
+  @inlinable
   public func get() async -> Key? {
     var previousWaiter: UInt64?
     while true {
@@ -178,6 +183,7 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   }
 
   /// Marks `key` processed. If it was added again meanwhile, it is queued again now.
+  @inlinable
   public func done(_ key: Key) {
     let now = self.time.now()
     var gauges = WorkQueueGauges(depth: 0)
@@ -208,23 +214,27 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   }
 
   /// Whether ``shutDown(_:)`` was called.
+  @inlinable
   public var isShuttingDown: Bool {
     self.state.withLock { $0.shutdown != nil }
   }
 
   /// Keys ready to be handed out (the depth; keys being processed or not yet due are not counted).
+  @inlinable
   public var count: Int {
     let now = self.time.now()
     return self.withState(now: now) { state, _ in state.readyCount }
   }
 
   /// Keys waiting for their delay to pass.
+  @inlinable
   public var delayedCount: Int {
     self.state.withLock { $0.waiting.count }
   }
 
   /// Moves due keys into the queue and records the depth, `workqueue_unfinished_work_seconds`
   /// and `workqueue_longest_running_processor_seconds` as of now.
+  @inlinable
   public func updateUnfinishedWorkMetrics() {
     let now = self.time.now()
     var gauges = WorkQueueGauges(depth: 0)
@@ -239,14 +249,16 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
 
   // MARK: internals
 
-  private static func isKey(_ attempt: WorkQueueAttempt<Key>) -> Bool {
+  @inlinable
+  static func isKey(_ attempt: WorkQueueAttempt<Key>) -> Bool {
     if case .key = attempt { return true }
     return false
   }
 
   /// Runs `body` on the state after moving due keys, then does the effects.
   @discardableResult
-  private func withState<Result: Sendable>(
+  @inlinable
+  func withState<Result: Sendable>(
     now: Duration, _ body: (inout WorkQueueState<Key>, inout WorkQueueEffects<Key>) -> Result
   ) -> Result {
     var gauges = WorkQueueGauges(depth: 0)
@@ -263,7 +275,8 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   }
 
   /// Resumes woken waiters and records what changed.
-  private func finish(_ effects: WorkQueueEffects<Key>, gauges: WorkQueueGauges) {
+  @inlinable
+  func finish(_ effects: WorkQueueEffects<Key>, gauges: WorkQueueGauges) {
     for (continuation, wake) in effects.resumes { continuation.resume(returning: wake) }
     if effects.adds > 0 { self.metrics.adds.increment(by: effects.adds) }
     for _ in 0..<effects.handoffs { self.metrics.record(.zero, in: self.metrics.queueDuration) }
@@ -271,7 +284,8 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   }
 
   /// Waits as waiter `id`; the timekeeper (with a deadline) also sleeps on the clock until then.
-  private func wait(_ id: UInt64, deadline: Duration?) async -> WorkQueueWake<Key> {
+  @usableFromInline
+  func wait(_ id: UInt64, deadline: Duration?) async -> WorkQueueWake<Key> {
     guard let deadline else { return await self.suspend(id) }
     return await withTaskGroup(of: Void.self, returning: WorkQueueWake<Key>.self) { group in
       group.addTask {
@@ -289,7 +303,8 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
     }
   }
 
-  private func suspend(_ id: UInt64) async -> WorkQueueWake<Key> {
+  @usableFromInline
+  func suspend(_ id: UInt64) async -> WorkQueueWake<Key> {
     await withTaskCancellationHandler {
       await withCheckedContinuation { (continuation: CheckedContinuation<WorkQueueWake<Key>, Never>) in
         if let wake = self.state.withLock({ $0.suspend(id, continuation: continuation) }) {
@@ -304,11 +319,12 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
 }
 
 /// The queue's view of its clock: time as a `Duration` since the queue was made.
+@usableFromInline
 struct WorkQueueTimeSource: Sendable {
   /// Time since the queue was made.
-  let now: @Sendable () -> Duration
+  @usableFromInline let now: @Sendable () -> Duration
   /// Sleeps until the given time since the queue was made.
-  let sleep: @Sendable (Duration) async throws -> Void
+  @usableFromInline let sleep: @Sendable (Duration) async throws -> Void
 
   init(_ clock: some Clock<Duration>) {
     let origin = clock.now

@@ -2,23 +2,24 @@ import Metrics
 
 /// A work queue's metrics, under client-go's names (so existing dashboards work), labelled by
 /// `name`; plus Capstan's `workqueue_dropped_total` for keys dropped after their maximum retries.
+@usableFromInline
 struct WorkQueueMetrics: Sendable {
   /// Keys ready to be handed out (client-go's `workqueue_depth`).
-  let depth: Gauge
+  @usableFromInline let depth: Gauge
   /// Keys added and not deduplicated.
-  let adds: Counter
+  @usableFromInline let adds: Counter
   /// How long a key waited in the queue before `get()` handed it out.
-  let queueDuration: Metrics.Timer
+  @usableFromInline let queueDuration: Metrics.Timer
   /// How long a key was processed (`get()` to `done`).
-  let workDuration: Metrics.Timer
+  @usableFromInline let workDuration: Metrics.Timer
   /// Seconds of work in progress: the sum over keys being processed of how long they have run.
-  let unfinishedWork: Gauge
+  @usableFromInline let unfinishedWork: Gauge
   /// How long the longest-running key has been processed, in seconds.
-  let longestRunningProcessor: Gauge
+  @usableFromInline let longestRunningProcessor: Gauge
   /// Delayed adds (every `add(_:after:)` and `addRateLimited`), as client-go counts retries.
-  let retries: Counter
+  @usableFromInline let retries: Counter
   /// Keys dropped after their maximum retries.
-  let dropped: Counter
+  @usableFromInline let dropped: Counter
 
   init(name: String, factory: any MetricsFactory) {
     let dimensions = [("name", name)]
@@ -36,6 +37,7 @@ struct WorkQueueMetrics: Sendable {
     self.dropped = Counter(label: "workqueue_dropped_total", dimensions: dimensions, factory: factory)
   }
 
+  @inlinable
   func record(_ gauges: WorkQueueGauges) {
     self.depth.record(gauges.depth)
     if let processing = gauges.processing {
@@ -44,6 +46,7 @@ struct WorkQueueMetrics: Sendable {
     }
   }
 
+  @inlinable
   func record(_ duration: Duration, in timer: Metrics.Timer) {
     let (seconds, attoseconds) = duration.components
     timer.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
