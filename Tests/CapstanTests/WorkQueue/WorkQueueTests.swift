@@ -176,6 +176,19 @@ import Testing
     #expect(queue.numRequeues("a") == 0)
   }
 
+  @Test func tenThousandFailuresAtOnceAreAllRetriedWithinTheMaximumWait() {
+    let fixture = WorkQueueFixture()
+    let queue = fixture.queue
+    for index in 0..<10_000 { queue.addRateLimited("key-\(index)") }
+    fixture.clock.advance(by: .seconds(1))
+    #expect(queue.count == 110, "the burst of 100, then 10/s")
+    fixture.clock.advance(by: .milliseconds(28_999))
+    #expect(queue.count < 10_000)
+    fixture.clock.advance(by: .milliseconds(1))
+    #expect(queue.count == 10_000, "the standard limiter's maximum wait is 30 s")
+    #expect(queue.delayedCount == 0)
+  }
+
   @Test func aKeyIsDroppedAndCountedAfterItsMaximumRetries() {
     let (logger, logs) = RecordingLogHandler.logger()
     let fixture = WorkQueueFixture(
