@@ -20,9 +20,13 @@ import Synchronization
 /// - **Priorities.** `.low` keys (initial list, resync) are served after `.normal` ones, but a
 ///   `.low` key counts as `.normal` from `lowPriorityAging` after it was added: it is served before
 ///   any `.normal` key added later than that, so it never starves.
-/// - **Metrics** under client-go's names, labelled by `name` (see ``WorkQueueMetrics``).
-///   `workqueue_unfinished_work_seconds` and `workqueue_longest_running_processor_seconds` are
-///   updated whenever a key starts or finishes processing; call
+/// - **Metrics** under client-go's names, labelled by `name`: `workqueue_depth` (ready keys),
+///   `workqueue_adds_total` (keys added and not deduplicated; a delayed key when it is due),
+///   `workqueue_queue_duration_seconds` and `workqueue_work_duration_seconds` (timers),
+///   `workqueue_unfinished_work_seconds`, `workqueue_longest_running_processor_seconds`,
+///   `workqueue_retries_total` (delayed and rate-limited adds), and Capstan's
+///   `workqueue_dropped_total` (keys dropped after their maximum retries).
+///   The two processing gauges are updated whenever a key starts or finishes processing; call
 ///   ``updateUnfinishedWorkMetrics()`` periodically (say each second, or before a scrape) to keep
 ///   them moving while long keys run.
 public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
