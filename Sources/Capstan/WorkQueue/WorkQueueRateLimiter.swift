@@ -48,6 +48,7 @@ public struct ExponentialBackoffRateLimiter<Key: Hashable & Sendable>: WorkQueue
   /// The number of keys with a failure history.
   public var trackedKeys: Int { self.backoffs.count }
 
+  /// Records a failure of `key` at `now`; returns how long it waits before its retry.
   public mutating func delay(for key: Key, now: Duration) -> Duration {
     guard var backoff = self.backoffs[key] else {
       self.backoffs[key] = KeyBackoff(delay: self.base, ends: now + self.base)
@@ -60,6 +61,7 @@ public struct ExponentialBackoffRateLimiter<Key: Hashable & Sendable>: WorkQueue
     return backoff.delay
   }
 
+  /// Forgets `key`'s failure history.
   public mutating func forget(_ key: Key) {
     self.backoffs[key] = nil
   }
@@ -102,6 +104,7 @@ public struct TokenBucketRateLimiter<Key: Hashable & Sendable>: WorkQueueRateLim
   /// Tokens in the bucket after the last retry (negative: reserved ahead, in debt).
   public var availableTokens: Double { self.tokens }
 
+  /// Records a failure of `key` at `now`; returns how long it waits before its retry.
   public mutating func delay(for key: Key, now: Duration) -> Duration {
     if let refilled, now > refilled {
       self.tokens = min(Double(self.burst), self.tokens + (now - refilled).workQueueSeconds * self.rate)
@@ -118,6 +121,7 @@ public struct TokenBucketRateLimiter<Key: Hashable & Sendable>: WorkQueueRateLim
     return wait
   }
 
+  /// Forgets `key`'s failure history.
   public mutating func forget(_ key: Key) {}
 }
 
@@ -140,12 +144,14 @@ public struct FastSlowRateLimiter<Key: Hashable & Sendable>: WorkQueueRateLimite
     self.maxFastAttempts = maxFastAttempts
   }
 
+  /// Records a failure of `key` at `now`; returns how long it waits before its retry.
   public mutating func delay(for key: Key, now: Duration) -> Duration {
     let failures = self.failures[key, default: 0] + 1
     self.failures[key] = failures
     return failures <= self.maxFastAttempts ? self.fastDelay : self.slowDelay
   }
 
+  /// Forgets `key`'s failure history.
   public mutating func forget(_ key: Key) {
     self.failures[key] = nil
   }
@@ -178,6 +184,7 @@ public struct MaxOfRateLimiter<Key: Hashable & Sendable>: WorkQueueRateLimiter {
       TokenBucketRateLimiter<Key>(rate: 10, burst: 100, maximumWait: .seconds(30)))
   }
 
+  /// Records a failure of `key` at `now`; returns how long it waits before its retry.
   public mutating func delay(for key: Key, now: Duration) -> Duration {
     var longest = Duration.zero
     for index in self.limiters.indices {
@@ -186,6 +193,7 @@ public struct MaxOfRateLimiter<Key: Hashable & Sendable>: WorkQueueRateLimiter {
     return longest
   }
 
+  /// Forgets `key`'s failure history.
   public mutating func forget(_ key: Key) {
     for index in self.limiters.indices { self.limiters[index].forget(key) }
   }
