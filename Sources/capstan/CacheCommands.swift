@@ -40,14 +40,19 @@ struct CachePrefixOptions: ParsableArguments {
 }
 
 /// A duration written as `500ms`, `30s`, `5m` or `1h`.
-struct DurationArgument: ExpressibleByArgument, Sendable {
+struct DurationArgument: ExpressibleByArgument, Sendable, CustomStringConvertible {
   let duration: Duration
+  private let text: String
+
+  var description: String { self.text }
+  var defaultValueDescription: String { self.text }
 
   init?(argument: String) {
     let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
     for (suffix, seconds) in units where argument.hasSuffix(suffix) {
       guard let value = Double(argument.dropLast(suffix.count)), value >= 0, value.isFinite else { return nil }
       self.duration = .milliseconds(Int64(value * seconds * 1000))
+      self.text = argument
       return
     }
     return nil
@@ -61,9 +66,9 @@ struct CacheVerifyCommand: EtcdCommand {
     commandName: "verify",
     abstract: "Run an informer, then check that its cache equals etcd at the same revision.",
     discussion: """
-      Prints "consistent: N objects at revision R" and exits 0, or prints each difference and exits 1.
-      Values that are not valid objects (undecodable, empty uid or name, key not matching the
-      metadata) are excluded on both sides and reported.
+      Prints "consistent: N objects at revision R" and exits 0, or prints each difference and \
+      exits 1. Values that are not valid objects (undecodable, empty uid or name, key not \
+      matching the metadata) are excluded on both sides and reported on stderr.
       """)
 
   @OptionGroup var objects: CachePrefixOptions
