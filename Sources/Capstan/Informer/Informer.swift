@@ -37,6 +37,7 @@ public final class Informer: Service, Sendable {
   private let logger: Logger
   private let metrics: InformerMetrics
   private let state: Mutex<State>
+  private let started = Atomic<Bool>(false)
 
   private struct Handler {
     var name: String
@@ -48,8 +49,11 @@ public final class Informer: Service, Sendable {
     var handlers: [Handler] = []
     var hasSynced = false
     var stopped = false
-    /// Every change up to this revision is in the cache.
+    /// Every change up to this revision is in the cache (all of it once `revisionComplete`; else
+    /// the changes to `keysAtRevision` — a multi-key revision may be cut by a broken watch).
     var revision: Int64 = 0
+    var revisionComplete = false
+    var keysAtRevision: Set<String> = []
     var nextWaiterID: UInt64 = 0
     var syncWaiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
     var revisionWaiters: [UInt64: (revision: Int64, continuation: CheckedContinuation<Void, any Error>)] = [:]
@@ -133,6 +137,10 @@ public final class Informer: Service, Sendable {
   /// notification, which the informer solicits while waiting. ``MemoryBackend`` answers at once;
   /// etcd 3.4 only sends its periodic ones (`--experimental-watch-progress-notify-interval`,
   /// 10 minutes by default), so lower that interval if you wait across prefixes.
+  ///
+  /// Backends deliver a revision's events one at a time, so for a write that changed several
+  /// keys of this kind at once (a txn, a range delete) the wait may end when the first of them is
+  /// cached, just before the others.
   public func waitUntil(revision: Int64, timeout: Duration = .seconds(10)) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask {
@@ -185,6 +193,9 @@ public final class Informer: Service, Sendable {
   /// Lists and watches until cancelled or asked to shut down gracefully. Then the handler streams
   /// finish and pending waits fail with ``InformerError/Code/stopped``. An informer runs once.
   public func run() async throws {
+    guard self.started.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else {
+      throw InformerError(code: .alreadyRunning, message: "the \(self.layout.plural) informer has already run; create a new one")
+    }
     defer { self.stop() }
     do {
       try await cancelWhenGracefulShutdown { try await self.reflect() }
@@ -267,6 +278,8 @@ public final class Informer: Service, Sendable {
         self.deliver(.deleted(gone, certain: false), &state)
       }
       state.revision = max(state.revision, finalRevision)
+      state.revisionComplete = true  // a list reads whole revisions
+      state.keysAtRevision.removeAll()
       state.hasSynced = true
       return Self.satisfiedWaiters(&state)
     }
@@ -275,9 +288,14 @@ public final class Informer: Service, Sendable {
     self.logger.debug("listed", metadata: ["objects": "\(listed)", "revision": "\(revision)", "reason": "\(reason)"])
   }
 
-  /// Watches from the last revision + 1 until the watch fails, stalls or ends.
+  /// Watches from the last revision until the watch fails, stalls or ends.
+  ///
+  /// It starts AT the last revision, not after it: backends deliver a revision's events one by
+  /// one, so a watch that ended inside a multi-key revision (a txn, a range delete, a lease
+  /// revoke) may have applied only part of it. Replaying that revision is harmless — an object at
+  /// the same resource version is `.unchanged`, a delete of an absent key does nothing.
   private func watchUntilFailure() async throws {
-    let startRevision = self.lastSyncRevision + 1
+    let startRevision = max(1, self.lastSyncRevision)
     let watch = self.backend.watch(
       .prefix(self.layout.prefix),
       options: BackendWatchOptions(startRevision: startRevision, prevKV: false, progressNotify: true))
@@ -320,23 +338,43 @@ public final class Informer: Service, Sendable {
   private func apply(_ event: BackendWatchEvent) {
     let resumed = self.state.withLock { state -> [CheckedContinuation<Void, any Error>] in
       state.lastActivity = .now
-      switch event {
-      case .put(let kv, _):
-        self.applyPut(kv, mark: nil, &state)
-      case .delete(let key, _, _):
-        self.ingestor.forget(key: key)
-        if let last = self.objects.remove(key: key) {
-          self.deliver(.deleted(last, certain: true), &state)
+      let revision = event.revision
+      if case .progress = event {
+        // Everything up to `revision` has been delivered.
+        if revision >= state.revision { state.revisionComplete = true }
+      } else if revision < state.revision || (revision == state.revision && state.revisionComplete) {
+        return []  // replayed by a watch that resumed at the last revision: already applied
+      } else {
+        let key: String
+        switch event {
+        case .put(let kv, _): key = kv.key
+        case .delete(let deleted, _, _): key = deleted
+        case .progress: return []
         }
-      case .progress:
-        break
+        if revision > state.revision {
+          state.keysAtRevision.removeAll(keepingCapacity: true)
+          state.revisionComplete = false
+        }
+        guard state.keysAtRevision.insert(key).inserted else { return [] }  // replayed
+        switch event {
+        case .put(let kv, _):
+          self.applyPut(kv, mark: nil, &state)
+        case .delete(let key, _, _):
+          self.ingestor.forget(key: key)
+          if let last = self.objects.remove(key: key) {
+            self.deliver(.deleted(last, certain: true), &state)
+          }
+        case .progress:
+          break
+        }
       }
-      guard event.revision > state.revision else { return [] }
-      state.revision = event.revision
+      guard revision > state.revision else { return [] }
+      state.revision = revision
       return Self.satisfiedWaiters(&state)
     }
     resumed.forEach { $0.resume() }
   }
+
 
   private func applyPut(_ kv: StoredKeyValue, mark: UInt64?, _ state: inout State) {
     let change: CacheChange

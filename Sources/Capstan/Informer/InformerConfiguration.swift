@@ -65,6 +65,8 @@ public struct InformerError: Error, Sendable, Hashable, CustomStringConvertible 
     public static let timedOut = Code("timedOut")
     /// The informer stopped (its `run()` returned) before the wait was satisfied.
     public static let stopped = Code("stopped")
+    /// `run()` was called on an informer that has already run (an informer runs once).
+    public static let alreadyRunning = Code("alreadyRunning")
     /// A configuration value is out of range.
     public static let invalidConfiguration = Code("invalidConfiguration")
   }

@@ -417,3 +417,17 @@ struct StoreModel {
     self.events += changes
   }
 }
+
+@Suite struct MemoryBackendProgressTests {
+  /// Repeated progress requests to a watch nobody reads keep one report, not one per request.
+  @Test func unreadProgressReportsDoNotAccumulate() async throws {
+    let backend = MemoryBackend()
+    let watch = backend.watch(.prefix("/idle/"), options: BackendWatchOptions())
+    var iterator = watch.makeAsyncIterator()
+    for _ in 0..<100 { _ = try await backend.requestWatchProgress() }
+    let buffered = backend.withState { state in state.watchers.values.map(\.buffer.count) }
+    #expect(buffered == [1])
+    let first = try await iterator.next()
+    #expect(first == .progress(revision: 1))
+  }
+}

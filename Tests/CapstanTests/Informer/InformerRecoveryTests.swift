@@ -89,6 +89,34 @@ import Testing
     }
   }
 
+  /// A watch that breaks inside a multi-key revision (here a txn writing two objects) resumes AT
+  /// that revision, so the rest of it is not lost.
+  @Test func aWatchBrokenInsideARevisionLosesNothingOfIt() async throws {
+    let backend = WatchBreakingBackend(wrapping: MemoryBackend())
+    let layout = uniqueLayout()
+    let informer = try Informer(layout: layout, backend: backend, configuration: Self.fastRecovery, logger: quietLogger)
+    let events = informer.addHandler("test")
+    try await whileRunning(informer) {
+      let cache = try await informer.waitForSync()
+      backend.breakWatches(afterEvents: 1)
+      let a = TestObject(uid: "a", name: "a")
+      let b = TestObject(uid: "b", name: "b")
+      let result = try await backend.txn(BackendTxn(success: [
+        .put(key: layout.key(namespace: "default", name: "a"), value: a.json, lease: nil),
+        .put(key: layout.key(namespace: "default", name: "b"), value: b.json, lease: nil),
+      ]))
+      #expect(Set(try await take(2, from: events).map(describe)) == ["added a nginx", "added b nginx"])
+      try await informer.waitUntil(revision: result.revision)
+      #expect(cache.count == 2)
+    }
+  }
+
+  @Test func anInformerRunsOnce() async throws {
+    let informer = try Informer(layout: uniqueLayout(), backend: MemoryBackend(), logger: quietLogger)
+    try await whileRunning(informer) { _ = try await informer.waitForSync() }
+    await #expect(throws: InformerError.self) { try await informer.run() }
+  }
+
   @Test func failedListsAreRetried() async throws {
     let backend = MemoryBackend()
     let layout = uniqueLayout()

@@ -85,22 +85,26 @@ func eventually(
 /// backend, real etcd included.
 final class WatchBreakingBackend: Backend {
   let wrapped: any Backend
-  private let generation = Mutex(0)
+  /// Bumped to break the watches open at the time; with how many more events each may deliver.
+  private let breaking = Mutex((generation: 0, allowance: 0))
 
   init(wrapping backend: any Backend) { self.wrapped = backend }
 
-  /// Ends every watch open now at its next event.
-  func breakWatches() { self.generation.withLock { $0 += 1 } }
+  /// Ends every watch open now once it has delivered `afterEvents` more events.
+  func breakWatches(afterEvents: Int = 0) { self.breaking.withLock { $0 = ($0.generation + 1, afterEvents) } }
 
   func watch(_ range: KeyRange, options: BackendWatchOptions) -> BackendWatchStream {
     let inner = self.wrapped.watch(range, options: options)
     return BackendWatchStream {
-      let started = self.generation.withLock { $0 }
+      let started = self.breaking.withLock { $0.generation }
+      var delivered = 0
       var iterator = inner.makeAsyncIterator()
       return {
         let event = try await iterator.next()
-        if self.generation.withLock({ $0 }) != started {
-          throw BackendError(code: .unavailable, message: "watch broken by the test")
+        let (generation, allowance) = self.breaking.withLock { $0 }
+        if generation != started {
+          if case .progress = event {} else { delivered += 1 }
+          if delivered > allowance { throw BackendError(code: .unavailable, message: "watch broken by the test") }
         }
         return event
       }

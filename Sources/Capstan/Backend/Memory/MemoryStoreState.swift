@@ -649,6 +649,11 @@ struct MemoryStoreState: Sendable {
     for index in self.watchers.values.indices where self.watchers.values[index].ending == nil {
       if self.watchers.values[index].synced {
         guard self.watchers.values[index].nextRevision <= self.revision + 1 else { continue }
+        // A newer progress report supersedes an unread one: repeated requests to an idle,
+        // unread watch do not grow its buffer.
+        if case .progress = self.watchers.values[index].buffer.last {
+          self.watchers.values[index].buffer.removeLast()
+        }
         self.watchers.values[index].buffer.append(.progress(revision: self.revision))
         self.watchers.values[index].wakeWaiter()
       } else {
