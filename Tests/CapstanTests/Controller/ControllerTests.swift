@@ -200,12 +200,12 @@ extension ControllerTests {
     try await whileRunning([harness.informer, gadgets], controller) {
       try await eventually("the initial reconcile") { seen.current == ["w1"] }
       try await harness.backend.store(Gadget("g1", owner: "w1"))
-      try await eventually("the owner reconciled for its gadget") { seen.current.count == 2 }
+      try await eventually("the owner reconciled for its gadget") { seen.current.count >= 2 }
       try await harness.backend.store(Gadget("g2", owner: "w2", controller: false))
       try await harness.backend.store(Gadget("g3", owner: "w3", ownerKind: "Other"))
       try await harness.backend.store(Gadget("g4", owner: "w1"))
       // One worker, first in first out: a request for w2 or w3 would come before w1's third.
-      try await eventually("the owner reconciled again") { seen.current.count == 3 }
+      try await eventually("the owner reconciled again") { seen.current.count >= 3 }
       #expect(seen.current == ["w1", "w1", "w1"])
     }
   }
@@ -227,10 +227,10 @@ extension ControllerTests {
       try await harness.informer.waitUntil(revision: statusWrite)
       // A canary after the status write: one worker, first in first out.
       try await harness.backend.store(Widget("canary"))
-      try await eventually("the canary reconciled") { seen.current.count == 2 }
+      try await eventually("the canary reconciled") { seen.current.count >= 2 }
       #expect(seen.current == ["w1", "canary"])
       try await harness.backend.store(Widget("w1", size: 2, generation: 2))
-      try await eventually("the generation bump reconciled") { seen.current.count == 3 }
+      try await eventually("the generation bump reconciled") { seen.current.count >= 3 }
       #expect(seen.current == ["w1", "canary", "w1"])
     }
   }
