@@ -10,8 +10,8 @@ import Synchronization
 /// - **Sources.** The primary ``Informer`` and any owned ones are given from outside (informers
 ///   are shared); the controller adds one handler to each. A primary event enqueues the object's
 ///   key if every predicate passes it; an owned object's event enqueues its owner — each owner
-///   reference with `controller == true` whose kind is the primary's. Events that arrive before the
-///   primary informer has synced (its initial list) are queued at `.low` priority, later ones at
+///   reference with `controller == true` whose kind is the primary's. The initial list's `added`
+///   events (and a late handler's replay of it) are queued at `.low` priority, real changes at
 ///   `.normal`.
 /// - **Workers.** `workers` tasks take keys from a ``WorkQueue``, which never hands one key to two
 ///   of them; they start once the primary informer has synced.
@@ -116,7 +116,7 @@ public final class Controller: Service, Sendable {
       for informer in self.owned {
         let events = informer.addHandler("controller-\(self.name)")
         group.addTask {
-          for await event in events { self.enqueueOwner(of: event) }
+          for await event in events { self.enqueueOwner(of: event, from: informer) }
           return .source
         }
       }
@@ -190,19 +190,27 @@ public final class Controller: Service, Sendable {
 
   // MARK: events
 
-  private var eventPriority: WorkQueuePriority { self.primary.hasSynced ? .normal : .low }
+  /// `.low` for the initial list's `added` events (delivered before the informer synced, or
+  /// for objects not newer than its first list), `.normal` for real changes.
+  private static func priority(of event: InformerEvent, from informer: Informer) -> WorkQueuePriority {
+    guard case .added(let object) = event else { return .normal }
+    guard let listed = informer.initialListRevision else { return .low }
+    return object.metadata.resourceVersion <= listed ? .low : .normal
+  }
 
   private func enqueuePrimary(_ event: InformerEvent) {
     guard self.configuration.predicates.allSatisfy({ $0(event) }) else { return }
     let metadata = event.object.metadata
-    self.queue.add(ReconcileRequest(namespace: metadata.namespace, name: metadata.name), priority: self.eventPriority)
+    self.queue.add(
+      ReconcileRequest(namespace: metadata.namespace, name: metadata.name),
+      priority: Self.priority(of: event, from: self.primary))
   }
 
-  private func enqueueOwner(of event: InformerEvent) {
+  private func enqueueOwner(of event: InformerEvent, from informer: Informer) {
     var owners: Set<ReconcileRequest> = []
     if case .updated(let old, _) = event { owners.formUnion(self.controllingOwners(of: old.metadata)) }
     owners.formUnion(self.controllingOwners(of: event.object.metadata))
-    let priority = self.eventPriority
+    let priority = Self.priority(of: event, from: informer)
     for owner in owners { self.queue.add(owner, priority: priority) }
   }
 

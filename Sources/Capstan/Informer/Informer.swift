@@ -47,6 +47,8 @@ public final class Informer: Service, Sendable {
   private struct State {
     var handlers: [Handler] = []
     var hasSynced = false
+    /// The revision of the first list, once it completed.
+    var initialListRevision: Int64?
     var stopped = false
     /// Every change up to this revision is in the cache.
     var revision: Int64 = 0
@@ -110,6 +112,10 @@ public final class Informer: Service, Sendable {
 
   /// Whether the first list has completed.
   public var hasSynced: Bool { self.state.withLock { $0.hasSynced } }
+
+  /// The revision of the first list (nil until it completed): an `added` event for an object at
+  /// or below it comes from the initial list (or a late handler's replay of it).
+  var initialListRevision: Int64? { self.state.withLock { $0.initialListRevision } }
 
   /// The revision up to which every change is in the cache (0 before the first list).
   public var lastSyncRevision: Int64 { self.state.withLock { $0.revision } }
@@ -267,6 +273,7 @@ public final class Informer: Service, Sendable {
         self.deliver(.deleted(gone, certain: false), &state)
       }
       state.revision = max(state.revision, finalRevision)
+      if state.initialListRevision == nil { state.initialListRevision = finalRevision }
       state.hasSynced = true
       return Self.satisfiedWaiters(&state)
     }

@@ -372,3 +372,47 @@ struct ControllerEtcdTests {
     }
   }
 }
+
+extension ControllerTests {
+  /// Every reconcile logs under a `request_id` of its own, the one the context reports.
+  @Test func eachReconcileHasItsOwnRequestID() async throws {
+    let harness = try ControllerHarness()
+    for index in 0..<3 { try await harness.backend.store(Widget("w\(index)")) }
+    let ids = WorkQueueTestBox<[String]>([])
+    let (logger, _) = RecordingLogHandler.logger()
+    let controller = harness.controller(logger: logger) { _, context in
+      #expect(context.logger[metadataKey: "request_id"] == "\(context.requestID)")
+      #expect(context.logger[metadataKey: "controller"] == "widgets")
+      ids.withLock { $0.append(context.requestID) }
+      return ids.current.count < 6 ? .requeue(after: .zero) : .done
+    }
+    try await whileRunning([harness.informer], controller) {
+      try await eventually("six reconciles") { ids.current.count >= 6 }
+      #expect(Set(ids.current).count == ids.current.count)
+      #expect(ids.current.allSatisfy { !$0.isEmpty })
+    }
+  }
+
+  /// Keys of the initial list are queued at low priority: a real change made while they wait is
+  /// reconciled before them.
+  @Test func initialListYieldsToRealChanges() async throws {
+    let harness = try ControllerHarness()
+    for index in 0..<3 { try await harness.backend.store(Widget("initial\(index)")) }
+    let gate = WorkQueueTestBox(false)
+    let seen = WorkQueueTestBox<[String]>([])
+    let controller = harness.controller(workers: 1) { request, _ in
+      seen.withLock { $0.append(request.name) }
+      while !gate.current { try await Task.sleep(for: .milliseconds(2)) }
+      return .done
+    }
+    try await whileRunning([harness.informer], controller) {
+      try await eventually("the first initial key reconciling") { seen.current.count == 1 }
+      try await harness.backend.store(Widget("hot"))
+      try await eventually("the change queued behind the initial keys") { controller.queue.count == 3 }
+      gate.withLock { $0 = true }
+      try await eventually("every key reconciled") { seen.current.count == 4 }
+      #expect(seen.current[1] == "hot", "order: \(seen.current)")
+      #expect(Set(seen.current) == ["initial0", "initial1", "initial2", "hot"])
+    }
+  }
+}
