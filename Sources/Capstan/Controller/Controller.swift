@@ -19,9 +19,10 @@ import Synchronization
 ///   forgets it and queues the key after the delay; a ``ReconcileConflict`` requeues the key
 ///   rate-limited (logged at debug); a ``TerminalError`` is counted, logged and forgotten; any other
 ///   error is counted, logged and retried rate-limited.
-/// - **Read your writes.** The highest revision a reconcile wrote is remembered; before the next
-///   reconcile of that key the worker waits (up to `readYourWritesTimeout`, then runs anyway and
-///   logs a warning) until the primary informer has seen it.
+/// - **Read your writes.** For each informer (primary or owned), the highest revision a reconcile
+///   wrote under its prefix is remembered; before the next reconcile of that key the worker waits
+///   (up to `readYourWritesTimeout`, then runs anyway and logs a warning) until each has seen it.
+///   Writes under prefixes no informer watches are not waited for: no cache would show them.
 /// - **Stopping.** On graceful shutdown or ``shutdown()`` the queue drains: queued and in-flight
 ///   reconciles finish, bounded by `shutdownTimeout`, after which they are cancelled. Cancelling
 ///   `run()` stops at once (in-flight reconciles see the cancellation).
@@ -37,6 +38,8 @@ public final class Controller: Service, Sendable {
   public let primary: Informer
   /// Informers of kinds whose objects the primary kind owns.
   public let owned: [Informer]
+  /// The primary informer, then the owned ones.
+  private let informers: [Informer]
   let reconciler: any Reconciler
   let configuration: ControllerConfiguration
   let logger: Logger
@@ -45,8 +48,9 @@ public final class Controller: Service, Sendable {
   private let state = Mutex(State())
 
   private struct State {
-    /// The highest revision the last reconcile of a key wrote, until the next one waited for it.
-    var pendingRevisions: [ReconcileRequest: Int64] = [:]
+    /// What the last reconcile of a key wrote: the highest revision under each informer's prefix
+    /// (by index in `informers`), until the next reconcile of the key waited for it.
+    var pendingRevisions: [ReconcileRequest: [Int: Int64]] = [:]
     var activeWorkers = 0
     var stopRequested = false
     var nextWaiterID: UInt64 = 0
@@ -66,6 +70,7 @@ public final class Controller: Service, Sendable {
     self.name = name
     self.primary = primary
     self.owned = owned
+    self.informers = [primary] + owned
     self.reconciler = reconciler
     self.configuration = configuration
     var logger = logger
@@ -280,8 +285,7 @@ public final class Controller: Service, Sendable {
       }
     }
     self.metrics.recordReconcileTime(duration)
-    let written = writes.highest
-    if written > 0 { self.state.withLock { $0.pendingRevisions[request] = written } }
+    self.rememberWrites(writes, of: request)
 
     switch outcome {
     case .success(.done):
@@ -314,17 +318,36 @@ public final class Controller: Service, Sendable {
     return start.duration(to: clock.now)
   }
 
-  /// Waits until the primary informer has seen what the previous reconcile of `request` wrote.
+  /// Remembers, per informer whose prefix they fall under, the highest revision `writes` wrote.
+  private func rememberWrites(_ writes: ReconcileWriteRecorder, of request: ReconcileRequest) {
+    var pending: [Int: Int64] = [:]
+    for (index, informer) in self.informers.enumerated() {
+      if let revision = writes.highest(under: informer.layout.prefix) { pending[index] = revision }
+    }
+    self.state.withLock { state in
+      if pending.isEmpty {
+        state.pendingRevisions.removeValue(forKey: request)
+      } else {
+        state.pendingRevisions[request] = pending
+      }
+    }
+  }
+
+  /// Waits until each informer has seen what the previous reconcile of `request` wrote under its
+  /// prefix, within `readYourWritesTimeout` in all.
   private func waitForPreviousWrites(of request: ReconcileRequest, logger: Logger) async {
-    guard let revision = self.state.withLock({ $0.pendingRevisions.removeValue(forKey: request) }),
-      self.primary.lastSyncRevision < revision
-    else { return }
-    do {
-      try await self.primary.waitUntil(revision: revision, timeout: self.configuration.readYourWritesTimeout)
-    } catch {
-      logger.warning(
-        "reconciling before the cache has seen the previous reconcile's write",
-        metadata: ["revision": "\(revision)", "error": "\(error)"])
+    guard let pending = self.state.withLock({ $0.pendingRevisions.removeValue(forKey: request) }) else { return }
+    let deadline = ContinuousClock.now + self.configuration.readYourWritesTimeout
+    for (index, revision) in pending.sorted(by: { $0.key < $1.key }) {
+      let informer = self.informers[index]
+      guard informer.lastSyncRevision < revision else { continue }
+      do {
+        try await informer.waitUntil(revision: revision, timeout: max(.zero, ContinuousClock.now.duration(to: deadline)))
+      } catch {
+        logger.warning(
+          "reconciling before the cache has seen the previous reconcile's write",
+          metadata: ["informer": "\(informer.layout.plural)", "revision": "\(revision)", "error": "\(error)"])
+      }
     }
   }
 }

@@ -6,9 +6,9 @@ import Synchronization
 /// the backend, and write helpers that use optimistic concurrency.
 ///
 /// Every write is a transaction comparing the key's mod revision (an object's `resourceVersion`);
-/// a failed compare throws ``ReconcileConflict``. The context records the highest revision it
-/// wrote, so the controller can make the next reconcile of the key wait until the cache has seen
-/// it (read your writes).
+/// a failed compare throws ``ReconcileConflict``. The context records what it wrote, so the
+/// controller can make the next reconcile of the key wait until the informers watching the
+/// written keys have seen it (read your writes).
 public struct ReconcileContext: Sendable {
   /// Logs with `controller`, `request` and a `request_id` unique to this reconcile.
   public let logger: Logger
@@ -86,7 +86,7 @@ public struct ReconcileContext: Sendable {
   ) async throws -> Int64 {
     let result = try await self.backend.txn(BackendTxn(compares: [compare], success: [operation]))
     guard result.succeeded else { throw ReconcileConflict(key: key, expectedRevision: expected) }
-    self.writes.record(result.revision)
+    self.writes.record(key: key, revision: result.revision)
     return result.revision
   }
 
@@ -98,11 +98,21 @@ public struct ReconcileContext: Sendable {
   }
 }
 
-/// The highest revision one reconcile wrote.
+/// What one reconcile wrote: the highest revision per key.
 final class ReconcileWriteRecorder: Sendable {
-  private let revision = Mutex<Int64>(0)
+  private let revisions = Mutex<[String: Int64]>([:])
 
-  func record(_ revision: Int64) { self.revision.withLock { $0 = max($0, revision) } }
+  func record(key: String, revision: Int64) {
+    self.revisions.withLock { $0[key] = max($0[key] ?? 0, revision) }
+  }
 
-  var highest: Int64 { self.revision.withLock { $0 } }
+  /// The highest revision written (0 when nothing was).
+  var highest: Int64 { self.revisions.withLock { $0.values.max() ?? 0 } }
+
+  /// The highest revision written under `prefix` (nil when nothing was).
+  func highest(under prefix: String) -> Int64? {
+    self.revisions.withLock { revisions in
+      revisions.lazy.filter { $0.key.hasPrefix(prefix) }.map(\.value).max()
+    }
+  }
 }

@@ -262,6 +262,29 @@ extension ControllerTests {
     }
   }
 
+  /// Read your writes covers owned kinds: after creating a Gadget, the next reconcile finds it
+  /// in the (lagging) Gadget cache, so it never tries to create the same one twice.
+  @Test func nextReconcileSeesTheOwnedObjectItCreated() async throws {
+    let harness = try ControllerHarness(
+      backend: SlowWatchBackend(wrapping: MemoryBackend(), delay: .milliseconds(30)))
+    let gadgets = try Informer(for: Gadget.self, backend: harness.backend, logger: silentLogger)
+    try await harness.backend.store(Widget("w"))
+    let controller = harness.controller(owned: [gadgets]) { request, context in
+      let count = try gadgets.cache.count
+      guard count < 3 else { return .done }
+      try await context.create(Gadget("g\(count)", owner: request.name))
+      return .requeue(after: .zero)
+    }
+    try await whileRunning([harness.informer, gadgets], controller) {
+      try await eventually("three gadgets") {
+        try await harness.backend.range(.prefix(Gadget.layout.prefix), options: BackendRangeOptions()).kvs.count == 3
+      }
+      try await eventually("the last reconcile") { harness.reconciles("success") >= 1 }
+      #expect(harness.reconciles("requeue") == 0, "no create conflicted")
+      #expect(harness.reconciles("requeue_after") == 3)
+    }
+  }
+
   /// `shutdown()` lets the in-flight reconcile finish before `run()` returns.
   @Test func gracefulStopFinishesTheInFlightReconcile() async throws {
     let harness = try ControllerHarness()
