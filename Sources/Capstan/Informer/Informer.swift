@@ -48,6 +48,8 @@ public final class Informer: Service, Sendable {
   private struct State {
     var handlers: [Handler] = []
     var hasSynced = false
+    /// The revision of the first list, once it completed.
+    var initialListRevision: Int64?
     var stopped = false
     /// Every change up to this revision is in the cache (all of it once `revisionComplete`; else
     /// the changes to `keysAtRevision` — a multi-key revision may be cut by a broken watch).
@@ -114,6 +116,10 @@ public final class Informer: Service, Sendable {
 
   /// Whether the first list has completed.
   public var hasSynced: Bool { self.state.withLock { $0.hasSynced } }
+
+  /// The revision of the first list (nil until it completed): an `added` event for an object at
+  /// or below it comes from the initial list (or a late handler's replay of it).
+  var initialListRevision: Int64? { self.state.withLock { $0.initialListRevision } }
 
   /// The revision up to which every change is in the cache (0 before the first list).
   public var lastSyncRevision: Int64 { self.state.withLock { $0.revision } }
@@ -280,6 +286,7 @@ public final class Informer: Service, Sendable {
       state.revision = max(state.revision, finalRevision)
       state.revisionComplete = true  // a list reads whole revisions
       state.keysAtRevision.removeAll()
+      if state.initialListRevision == nil { state.initialListRevision = finalRevision }
       state.hasSynced = true
       return Self.satisfiedWaiters(&state)
     }
