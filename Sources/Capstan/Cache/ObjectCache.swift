@@ -6,18 +6,19 @@ import Synchronization
 public enum CacheChange: Sendable, Hashable {
   /// A new UID was cached.
   case added(CachedObject)
-  /// The UID was cached; its entry now holds `new`. (Only a corrupt store, with one UID under two
-  /// keys, gives `new` another name than `old`: the entry then moves to the new name.)
+  /// The UID was cached; its entry now holds `new`. (`new` has another name than `old` only when
+  /// a relist finds the UID under a new key and the old one unconfirmed: the entry moves.)
   case updated(old: CachedObject, new: CachedObject)
   /// Another UID (`old`) held the namespace/name: it was removed, then `new` was added. Deliver
   /// as a delete of `old` and an add of `new`, never as an update. Counted as
-  /// `capstan_cache_name_collisions_total`. (In a corrupt store `new`'s UID may also have been
-  /// cached under another name; that entry moved here and its previous version is not reported.)
+  /// `capstan_cache_name_collisions_total`. (When a relist moves `new`'s UID here from another
+  /// name, that entry's previous version is not reported.)
   case replaced(old: CachedObject, new: CachedObject)
   /// The same UID at the same resourceVersion and key is already cached: nothing to deliver.
   case unchanged
-  /// The object breaks the cache's invariants (empty UID, name or payload, key not matching
-  /// its metadata) and was not cached. ``ObjectIngestor`` rejects these before they get here.
+  /// The object was not cached: it breaks the cache's invariants (empty UID, name or payload, key
+  /// not matching its metadata — ``ObjectIngestor`` rejects these before they get here), or its
+  /// UID is already confirmed under another key (``IngestRejectionReason/duplicateUID(heldBy:)``).
   case rejected(IngestRejectionReason)
 }
 
@@ -507,6 +508,7 @@ public final class ObjectCache: Sendable {
     case none
     case unchanged
     case old(CachedObject)
+    case heldElsewhere(key: String)
   }
 
   /// Called with the writer lock held. Each shard is looked up once (dictionary slots are
@@ -524,12 +526,19 @@ public final class ObjectCache: Sendable {
           slot!.mark = mark
           return .unchanged
         }
+        if current.object.key != new.key, current.mark == mark {
+          // The UID is confirmed under another key (by the watch, or already by this relist):
+          // a copied document, not a move. A move would have deleted the old key first, or,
+          // during a relist, leaves the old entry unconfirmed (an older mark).
+          return .heldElsewhere(key: current.object.key)
+        }
         slot = ObjectEntry(object: new, mark: mark)
         return .old(current.object)
       }
       return store(in: &entries[uid])
     }
     if case .unchanged = existing { return .unchanged }
+    if case .heldElsewhere(let key) = existing { return .rejected(.duplicateUID(heldBy: key)) }
 
     // The name now leads to this UID; a different UID that held it is removed (its own name
     // entry is left alone, since it no longer points to it).
@@ -551,7 +560,7 @@ public final class ObjectCache: Sendable {
     case .old(let old):
       let oldNameKey = NameKey(old.metadata)
       if oldNameKey != nameKey {
-        // Only a corrupt store moves a UID to another name; the entry follows it.
+        // A relist found the UID under a new key (the old one unconfirmed): the entry follows it.
         self.nameShard(for: oldNameKey).state.withLock { names in
           if names[oldNameKey] == uid { names[oldNameKey] = nil }
         }
@@ -565,7 +574,7 @@ public final class ObjectCache: Sendable {
       self.recordSizes(objects: 0, bytes: new.raw.count - old.raw.count)
       if let displaced { return .replaced(old: displaced, new: new) }
       return .updated(old: old, new: new)
-    case .none, .unchanged:
+    case .none, .unchanged, .heldElsewhere:
       for storage in self.indexes {
         storage.index.forEachValue(of: new) { value in storage.insert(uid, under: HashedKey(value)) }
       }

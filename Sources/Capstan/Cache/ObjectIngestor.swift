@@ -16,11 +16,17 @@ public enum IngestRejectionReason: Sendable, Hashable, CustomStringConvertible {
   /// The metadata names another object than the key does (or the key does not fit the layout):
   /// `namespace` and `name` are what the metadata says.
   case keyMismatch(namespace: String, name: String)
+  /// The object's UID is already cached under another key that still holds it (a copied
+  /// document): the first object keeps the UID, this one is not cached.
+  case duplicateUID(heldBy: String)
 
-  /// Whether the value decoded but is a zero-value object (everything but ``undecodable(description:)``).
+  /// Whether the value decoded but is a zero-value object (every case but
+  /// ``undecodable(description:)`` and ``duplicateUID(heldBy:)``).
   public var isZeroValue: Bool {
-    if case .undecodable = self { return false }
-    return true
+    switch self {
+    case .undecodable, .duplicateUID: false
+    default: true
+    }
   }
 
   public var description: String {
@@ -31,6 +37,8 @@ public enum IngestRejectionReason: Sendable, Hashable, CustomStringConvertible {
     case .emptyName: "empty metadata.name"
     case .keyMismatch(let namespace, let name):
       "key does not match metadata (namespace \"\(namespace)\", name \"\(name)\")"
+    case .duplicateUID(let heldBy):
+      "metadata.uid is already held by \(heldBy)"
     }
   }
 }

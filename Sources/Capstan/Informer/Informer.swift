@@ -388,6 +388,10 @@ public final class Informer: Service, Sendable {
     switch self.ingestor.ingest(kv) {
     case .success(let object):
       change = if let mark { self.objects.upsert(object, mark: mark) } else { self.objects.upsert(object) }
+      if case .rejected(let reason) = change {
+        self.logger.warning(
+          "not caching a stored object", metadata: ["key": "\(kv.key)", "mod_revision": "\(kv.modRevision)", "reason": "\(reason)"])
+      }
     case .failure(let rejection):
       change = .rejected(rejection.reason)
     }

@@ -34,6 +34,10 @@ import Testing
         self.marks[new.uid] = stamp
         return .unchanged
       }
+      if let old, old.key != new.key, self.marks[new.uid] == stamp {
+        // The UID is confirmed under another key: a copied document is refused.
+        return .rejected(.duplicateUID(heldBy: old.key))
+      }
       var displaced: CachedObject?
       if let holder = self.holder(namespace: new.metadata.namespace, name: new.metadata.name), holder != new.uid {
         displaced = self.remove(uid: holder)
@@ -114,7 +118,7 @@ import Testing
           }
           let swept = cache.sweep(unmarkedSince: generation)
           #expect(swept.map(\.uid).sorted() == model.sweep(unmarkedSince: generation).map(\.uid).sorted())
-        default:  // a corrupt store: an existing UID shows up under another name
+        default:  // an existing UID shows up under another name: refused, unless a relist moves it
           guard let old = existing else { continue }
           let new = Self.object(uid: old.uid, namespace: namespace, name: name, revision: revision, seed: choice)
           #expect(cache.upsert(new) == model.upsert(new))

@@ -158,6 +158,31 @@ struct InformerTests {
     }
   }
 
+  /// A document copied under another key with the same UID is not cached: the first key keeps
+  /// the UID, deleting the copy changes nothing, and the cache keeps equalling the valid objects.
+  @Test func aCopiedUIDUnderAnotherKeyIsRejected() async throws {
+    let backend = MemoryBackend()
+    let layout = uniqueLayout()
+    let informer = try Informer(layout: layout, backend: backend, logger: quietLogger)
+    let events = informer.addHandler("test")
+    try await whileRunning(informer) {
+      let cache = try await informer.waitForSync()
+      try await backend.put(TestObject(uid: "u", name: "a"), in: layout)
+      var copy = TestObject(uid: "u", name: "b")
+      copy.spec.image = "copy"
+      let copied = try await backend.put(copy, in: layout)
+      try await informer.waitUntil(revision: copied)
+      #expect(cache.object(uid: "u")?.metadata.name == "a")
+      #expect(cache.object(namespace: "default", name: "b") == nil)
+      let deleted = try await backend.delete("b", in: layout)
+      try await informer.waitUntil(revision: deleted)
+      #expect(cache.object(uid: "u")?.metadata.name == "a")
+      #expect(cache.zeroValueScan().isEmpty)
+      #expect(try await take(1, from: events).map(describe) == ["added u nginx"])
+      #expect(events.backlog == 0)
+    }
+  }
+
   /// A slow handler neither blocks the watch nor other handlers; its backlog is bounded by the
   /// number of distinct objects, and it ends at the newest state.
   @Test func aSlowHandlerNeverBlocksOthers() async throws {
