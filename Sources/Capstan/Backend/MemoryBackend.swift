@@ -342,26 +342,28 @@ public final class MemoryBackend: Backend, Service {
     try? await cancelWhenGracefulShutdown {
       var lastProgress = self.now()
       var lastSnapshot = self.now()
-      var lastSavedRevision = self.withState { $0.revision }
+      // What the last snapshot saved: the revision, and the lease counter (lease grants and
+      // revokes change no revision, but a restored store must not hand out a lease ID again).
+      var lastSaved = self.withState { ($0.revision, $0.nextLeaseID, $0.leases.count) }
       while !Task.isCancelled {
         try await self.sleep(tick)
         let now = self.now()
         let progressDue = now - lastProgress >= self.configuration.progressNotifyInterval
         if progressDue { lastProgress = now }
-        let revision = self.withState { state in
+        let current = self.withState { state in
           state.renewKeptAliveLeases()
           if progressDue { state.progressTick() }
           if let retention = self.configuration.historyRetention, state.revision - state.compactRevision > 2 * retention {
             try? state.compact(to: state.revision - retention)
           }
-          return state.revision
+          return (state.revision, state.nextLeaseID, state.leases.count)
         }
         if self.configuration.snapshotPath != nil, now - lastSnapshot >= self.configuration.snapshotInterval {
           lastSnapshot = now
-          if revision != lastSavedRevision {
+          if current != lastSaved {
             do {
               try self.saveSnapshot()
-              lastSavedRevision = revision
+              lastSaved = current
             } catch {
               self.logger.error("could not save the memory backend snapshot", metadata: ["error": "\(error)"])
             }

@@ -303,6 +303,36 @@ import Testing
     #expect(throws: BackendError.self) { _ = try MemoryBackend(configuration: configuration, logger: quietLogger) }
   }
 
+  /// A lease granted while the store's revision stands still is still saved by the periodic
+  /// snapshot, so a restored store never hands out its ID again.
+  @Test func periodicSnapshotsSaveLeaseOnlyChanges() async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("capstan-memory-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let clock = ManualClock()
+    var configuration = MemoryBackend.Configuration.persistent(dataDirectory: directory.path)
+    configuration.clock = clock
+    let backend = try MemoryBackend(configuration: configuration, logger: quietLogger)
+    let path = try #require(configuration.snapshotPath)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await backend.run() }
+      try await clock.waitForSleeps(after: 0)
+      let lease = try await backend.grantLease(ttl: 600)
+      // Run the ticks of one snapshot interval; the periodic save writes the lease.
+      var slept = 1
+      while !FileManager.default.fileExists(atPath: path) {
+        clock.advance(by: configuration.tickInterval)
+        try await clock.waitForSleeps(after: slept)
+        slept += 1
+        #expect(slept < 1_000, "no periodic snapshot")
+        if slept >= 1_000 { break }
+      }
+      let restored = try MemoryBackend(configuration: configuration, logger: quietLogger)
+      #expect(try await restored.grantLease(ttl: 600).id != lease.id)
+      group.cancelAll()
+      try await group.waitForAll()
+    }
+  }
+
   // MARK: Against a model
 
   /// Random puts, deletes, transactions and compactions give, at every revision, the range a
