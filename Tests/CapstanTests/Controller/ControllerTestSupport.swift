@@ -119,7 +119,7 @@ func whileRunning<T: Sendable>(
 }
 
 /// Wraps a backend so every watch event arrives `delay` late: a cache that lags behind writes.
-final class SlowWatchBackend: Backend {
+final class SlowWatchBackend: ForwardingBackend {
   let wrapped: any Backend
   let delay: Duration
 
@@ -141,19 +141,4 @@ final class SlowWatchBackend: Backend {
     }
   }
 
-  func currentRevision() async throws -> Int64 { try await self.wrapped.currentRevision() }
-  func range(_ range: KeyRange, options: BackendRangeOptions) async throws -> BackendRangePage {
-    try await self.wrapped.range(range, options: options)
-  }
-  func put(_ key: String, value: Data, lease: Int64?) async throws -> BackendWriteResult {
-    try await self.wrapped.put(key, value: value, lease: lease)
-  }
-  func delete(_ range: KeyRange) async throws -> BackendDeleteResult { try await self.wrapped.delete(range) }
-  func txn(_ txn: BackendTxn) async throws -> BackendTxnResult { try await self.wrapped.txn(txn) }
-  func requestWatchProgress() async throws -> Int64 { try await self.wrapped.requestWatchProgress() }
-  func grantLease(ttl: Int64) async throws -> BackendLease { try await self.wrapped.grantLease(ttl: ttl) }
-  func revokeLease(_ id: Int64) async throws { try await self.wrapped.revokeLease(id) }
-  func leaseTimeToLive(_ id: Int64) async throws -> Int64 { try await self.wrapped.leaseTimeToLive(id) }
-  func keepAlive(_ lease: BackendLease) -> BackendLeaseKeepAlive { self.wrapped.keepAlive(lease) }
-  func compact(revision: Int64) async throws { try await self.wrapped.compact(revision: revision) }
 }

@@ -83,7 +83,7 @@ func eventually(
 /// Wraps a backend so a test can end every open watch with a transient error (at the watch's
 /// next event, or at once if it is idle when the next event arrives): fault injection for any
 /// backend, real etcd included.
-final class WatchBreakingBackend: Backend {
+final class WatchBreakingBackend: ForwardingBackend {
   let wrapped: any Backend
   /// Bumped to break the watches open at the time; with how many more events each may deliver.
   private let breaking = Mutex((generation: 0, allowance: 0))
@@ -109,6 +109,18 @@ final class WatchBreakingBackend: Backend {
         return event
       }
     }
+  }
+
+}
+
+/// A test backend that changes one behaviour of a wrapped backend and forwards everything else.
+protocol ForwardingBackend: Backend {
+  var wrapped: any Backend { get }
+}
+
+extension ForwardingBackend {
+  func watch(_ range: KeyRange, options: BackendWatchOptions) -> BackendWatchStream {
+    self.wrapped.watch(range, options: options)
   }
 
   func currentRevision() async throws -> Int64 { try await self.wrapped.currentRevision() }
