@@ -116,8 +116,9 @@ public struct KeyRange: Sendable, Hashable, CustomStringConvertible {
   }
 }
 
-/// A stored key and its value with their revisions (etcd's `mvccpb.KeyValue`).
-public struct StoredKeyValue: Sendable, Hashable {
+/// A stored key and its value with their revisions (etcd's `mvccpb.KeyValue`). Encodes with
+/// these field names and the value in base64.
+public struct StoredKeyValue: Sendable, Hashable, Codable {
   /// The key.
   public var key: String
   /// The value's bytes.

@@ -282,12 +282,24 @@ import Testing
     #expect(try await restored.range(.prefix("/"), options: BackendRangeOptions()).kvs.map(\.key) == ["/a", "/c"])
   }
 
-  @Test func runSavesASnapshotAtShutdownAndABadSnapshotIsAnError() async throws {
+  /// A configuration that snapshots into a fresh temporary directory, on a manual clock.
+  static func persistentConfiguration() -> (MemoryBackend.Configuration, ManualClock) {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("capstan-memory-\(UUID().uuidString)")
-    defer { try? FileManager.default.removeItem(at: directory) }
     let clock = ManualClock()
     var configuration = MemoryBackend.Configuration.persistent(dataDirectory: directory.path)
     configuration.clock = clock
+    return (configuration, clock)
+  }
+
+  /// Removes the directory of a ``persistentConfiguration()``.
+  static func removeData(of configuration: MemoryBackend.Configuration) {
+    guard let path = configuration.snapshotPath else { return }
+    try? FileManager.default.removeItem(at: URL(fileURLWithPath: path).deletingLastPathComponent())
+  }
+
+  @Test func runSavesASnapshotAtShutdownAndABadSnapshotIsAnError() async throws {
+    let (configuration, clock) = Self.persistentConfiguration()
+    defer { Self.removeData(of: configuration) }
     let backend = try MemoryBackend(configuration: configuration, logger: quietLogger)
     _ = try await backend.put("/a", value: bytes("1"), lease: nil)
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -306,11 +318,8 @@ import Testing
   /// A lease granted while the store's revision stands still is still saved by the periodic
   /// snapshot, so a restored store never hands out its ID again.
   @Test func periodicSnapshotsSaveLeaseOnlyChanges() async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("capstan-memory-\(UUID().uuidString)")
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let clock = ManualClock()
-    var configuration = MemoryBackend.Configuration.persistent(dataDirectory: directory.path)
-    configuration.clock = clock
+    let (configuration, clock) = Self.persistentConfiguration()
+    defer { Self.removeData(of: configuration) }
     let backend = try MemoryBackend(configuration: configuration, logger: quietLogger)
     let path = try #require(configuration.snapshotPath)
     try await withThrowingTaskGroup(of: Void.self) { group in

@@ -285,21 +285,29 @@ extension ControllerTests {
     }
   }
 
-  /// `shutdown()` lets the in-flight reconcile finish before `run()` returns.
-  @Test func gracefulStopFinishesTheInFlightReconcile() async throws {
-    let harness = try ControllerHarness()
-    try await harness.backend.store(Widget("w"))
-    let progress = WorkQueueTestBox<[String]>([])
-    let controller = harness.controller { _, _ in
+  /// A reconcile that records "started", sleeps for `duration`, then records "finished" (or
+  /// "cancelled" if its task is cancelled first).
+  static func sleeping(
+    for duration: Duration, recordingIn progress: WorkQueueTestBox<[String]>
+  ) -> @Sendable (ReconcileRequest, ReconcileContext) async throws -> ReconcileResult {
+    { _, _ in
       progress.withLock { $0.append("started") }
       do {
-        try await Task.sleep(for: .milliseconds(200))
+        try await Task.sleep(for: duration)
         progress.withLock { $0.append("finished") }
       } catch {
         progress.withLock { $0.append("cancelled") }
       }
       return .done
     }
+  }
+
+  /// `shutdown()` lets the in-flight reconcile finish before `run()` returns.
+  @Test func gracefulStopFinishesTheInFlightReconcile() async throws {
+    let harness = try ControllerHarness()
+    try await harness.backend.store(Widget("w"))
+    let progress = WorkQueueTestBox<[String]>([])
+    let controller = harness.controller(Self.sleeping(for: .milliseconds(200), recordingIn: progress))
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await harness.informer.run() }
       defer { group.cancelAll() }
@@ -317,16 +325,7 @@ extension ControllerTests {
     let harness = try ControllerHarness()
     try await harness.backend.store(Widget("w"))
     let progress = WorkQueueTestBox<[String]>([])
-    let controller = harness.controller(shutdownTimeout: .milliseconds(50)) { _, _ in
-      progress.withLock { $0.append("started") }
-      do {
-        try await Task.sleep(for: .seconds(60))
-        progress.withLock { $0.append("finished") }
-      } catch {
-        progress.withLock { $0.append("cancelled") }
-      }
-      return .done
-    }
+    let controller = harness.controller(shutdownTimeout: .milliseconds(50), Self.sleeping(for: .seconds(60), recordingIn: progress))
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await harness.informer.run() }
       defer { group.cancelAll() }

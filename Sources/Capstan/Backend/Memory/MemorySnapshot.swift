@@ -29,25 +29,18 @@ struct MemorySnapshot: Sendable {
     var remainingMilliseconds: Int64
   }
 
-  struct KeyValue: Codable, Sendable {
-    var key: String
-    var value: Data
-    var createRevision: Int64
-    var modRevision: Int64
-    var version: Int64
-    var lease: Int64
-  }
 
   /// One line of the file: exactly one field is set.
   struct Line: Codable, Sendable {
     var header: Header?
     var lease: Lease?
-    var kv: KeyValue?
+    /// A key-value, in `StoredKeyValue`'s own encoding (its field names; the value in base64).
+    var kv: StoredKeyValue?
   }
 
   var header: Header
   var leases: [Lease]
-  var kvs: [KeyValue]
+  var kvs: [StoredKeyValue]
 
   func encoded() throws -> Data {
     let encoder = JSONEncoder()
@@ -67,7 +60,7 @@ struct MemorySnapshot: Sendable {
     let decoder = JSONDecoder()
     var header: Header?
     var leases: [Lease] = []
-    var kvs: [KeyValue] = []
+    var kvs: [StoredKeyValue] = []
     for (number, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() where !line.isEmpty {
       let decoded: Line
       do {
@@ -101,15 +94,10 @@ struct MemorySnapshot: Sendable {
 extension MemoryStoreState {
   /// The current state as a snapshot.
   func snapshot() -> MemorySnapshot {
-    var kvs: [MemorySnapshot.KeyValue] = []
+    var kvs: [StoredKeyValue] = []
     kvs.reserveCapacity(self.liveKeys)
     self.index.forEach(in: StoreKeyRange(.from("\0"))) { key in
-      if let kv = self.latest(key) {
-        kvs.append(
-          MemorySnapshot.KeyValue(
-            key: kv.key, value: kv.value, createRevision: kv.createRevision, modRevision: kv.modRevision,
-            version: kv.version, lease: kv.lease))
-      }
+      if let kv = self.latest(key) { kvs.append(kv) }
       return true
     }
     let leases = self.leases.values.sorted { $0.id < $1.id }.map { lease in
@@ -135,15 +123,12 @@ extension MemoryStoreState {
       self.leaseDeadlines.insert(LeaseDeadline(deadline: expiry, id: lease.id))
       self.nextLeaseID = max(self.nextLeaseID, lease.id + 1)
     }
-    for record in snapshot.kvs {
-      let key = StoreKey(record.key)
-      let kv = StoredKeyValue(
-        key: record.key, value: record.value, createRevision: record.createRevision,
-        modRevision: record.modRevision, version: record.version, lease: record.lease)
-      self.histories[key] = [KeyRevision(revision: record.modRevision, kv: kv)]
+    for kv in snapshot.kvs {
+      let key = StoreKey(kv.key)
+      self.histories[key] = [KeyRevision(revision: kv.modRevision, kv: kv)]
       self.index.insert(key)
       self.liveKeys += 1
-      if record.lease != 0 { self.leases[record.lease]?.keys.insert(key) }
+      if kv.lease != 0 { self.leases[kv.lease]?.keys.insert(key) }
     }
   }
 }
