@@ -15,6 +15,8 @@ let package = Package(
     .library(name: "CapstanEtcd", targets: ["CapstanEtcd"]),
     .library(name: "CapstanEtcdAPI", targets: ["CapstanEtcdAPI"]),
     .library(name: "CapstanTesting", targets: ["CapstanTesting"]),
+    .library(name: "CapstanHTTP", targets: ["CapstanHTTP"]),
+    .library(name: "CapstanApp", targets: ["CapstanApp"]),
     .executable(name: "capstan", targets: ["capstan"]),
   ],
   dependencies: [
@@ -31,6 +33,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
   ],
   targets: [
     // Generated protobuf messages and gRPC client stubs for etcd v3 (scripts/generate-protos).
@@ -87,11 +91,38 @@ let package = Package(
       dependencies: ["CapstanTesting"],
       swiftSettings: strictSwiftSettings
     ),
+    // The operational HTTP endpoints of a running manager: /metrics, /healthz, /readyz.
+    .target(
+      name: "CapstanHTTP",
+      dependencies: [
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "HummingbirdCore", package: "hummingbird"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
+    // What a Capstan process needs before it starts: validated start-up configuration
+    // (flags and environment) and the JSON-lines log format.
+    .target(
+      name: "CapstanApp",
+      dependencies: [
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
     .executableTarget(
       name: "capstan",
       dependencies: [
         "Capstan",
         "CapstanEtcd",
+        "CapstanHTTP",
+        "CapstanApp",
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -116,6 +147,25 @@ let package = Package(
         "Capstan", "CapstanEtcd", "CapstanTesting", "CapstanTestSupport",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "PropertyBased", package: "swift-property-based"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
+    .testTarget(
+      name: "CapstanHTTPTests",
+      dependencies: [
+        "CapstanHTTP", "CapstanTesting",
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
+    .testTarget(
+      name: "CapstanAppTests",
+      dependencies: [
+        "CapstanApp",
+        .product(name: "Logging", package: "swift-log"),
         .product(name: "PropertyBased", package: "swift-property-based"),
       ],
       swiftSettings: strictSwiftSettings

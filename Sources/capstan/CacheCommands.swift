@@ -1,5 +1,6 @@
 import ArgumentParser
 import Capstan
+import CapstanApp
 import CapstanEtcd
 import Foundation
 import Logging

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CapstanApp
 import CapstanEtcd
 import Foundation
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CapstanApp
 import CapstanEtcd
 
 /// `capstan lease grant TTL`: prints `lease <hex> granted with TTL(<ttl>s)` like etcdctl.

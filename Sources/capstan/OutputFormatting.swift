@@ -1,3 +1,4 @@
+import CapstanApp
 import CapstanEtcd
 import Foundation
 

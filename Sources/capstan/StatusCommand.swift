@@ -1,4 +1,5 @@
 import ArgumentParser
+import CapstanApp
 import CapstanEtcd
 
 /// `capstan status`: the status of every endpoint, like `etcdctl endpoint status`.

@@ -1,19 +1,28 @@
 /// A JSON value whose objects keep their keys in the order they were given, so that the
 /// command-line output and the log lines have a stable, documented field order.
-enum JSONValue: Sendable, Equatable {
+public enum JSONValue: Sendable, Equatable {
+  /// A string.
   case string(String)
+  /// A signed integer, printed exactly.
   case integer(Int64)
+  /// An unsigned integer, printed exactly.
   case unsignedInteger(UInt64)
+  /// A floating-point number (`null` when not finite).
   case number(Double)
+  /// `true` or `false`.
   case bool(Bool)
+  /// `null`.
   case null
+  /// An array.
   case array([JSONValue])
+  /// An object whose members keep the given order.
   case object([(String, JSONValue)])
 
-  static func == (lhs: JSONValue, rhs: JSONValue) -> Bool { lhs.rendered == rhs.rendered }
+  /// Two values are equal when they render the same text.
+  public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool { lhs.rendered == rhs.rendered }
 
   /// The value as compact JSON text on one line.
-  var rendered: String {
+  public var rendered: String {
     var text = ""
     self.render(into: &text)
     return text
