@@ -31,6 +31,8 @@ public final class Informer: Service, Sendable {
   public let backend: any Backend
   /// How the informer lists, watches and recovers.
   public let configuration: InformerConfiguration
+  /// The names of the cache's secondary indexes.
+  public let indexNames: [String]
 
   private let objects: ObjectCache
   private let ingestor: ObjectIngestor
@@ -78,6 +80,7 @@ public final class Informer: Service, Sendable {
     self.layout = layout
     self.backend = backend
     self.configuration = configuration
+    self.indexNames = indexes.map(\.name)
     self.logger = logger
     self.objects = ObjectCache(
       layout: layout, indexes: indexes, shardCount: configuration.shardCount, metricsFactory: factory)

@@ -137,20 +137,21 @@ struct EtcdInformerCompactionTests {
       let backend = WatchBreakingBackend(wrapping: etcd)
       let layout = uniqueLayout()
       for index in 0..<5 { try await backend.put(TestObject(uid: "u\(index)", name: "o\(index)"), in: layout) }
-      var configuration = InformerRecoveryTests.fastRecovery
-      configuration.backoff = EtcdBackoff(initial: .seconds(1), maximum: .seconds(2), jitter: 0)
-      let informer = try Informer(layout: layout, backend: backend, configuration: configuration, logger: quietLogger)
+      let informer = try Informer(
+        layout: layout, backend: backend, configuration: InformerRecoveryTests.fastRecovery, logger: quietLogger)
       let events = informer.addHandler("test")
       try await whileRunning(informer) {
         let cache = try await informer.waitForSync()
         _ = try await take(5, from: events)
-        // The informer's watch ends at its next event; it resumes after a second, by when
-        // the revisions it needs are compacted.
+        // The informer's watch ends at its next event, and its resumed watch waits until the
+        // revisions it needs are compacted (the stall watchdog's restarts wait too).
+        backend.holdNewWatches()
         backend.breakWatches()
         try await backend.put(TestObject(uid: "u1", name: "o1", image: "httpd"), in: layout)
         try await backend.delete("o2", in: layout)
         let now = try await backend.currentRevision()
         try await backend.compact(revision: now)
+        backend.releaseWatches()
         let seen = try await take(2, from: events)
         #expect(Set(seen.map(describe)) == ["updated u1 nginx->httpd", "deleted u2 inferred"])
         try await informer.waitUntil(revision: now)

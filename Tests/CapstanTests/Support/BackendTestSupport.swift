@@ -90,17 +90,33 @@ final class WatchBreakingBackend: ForwardingBackend {
 
   init(wrapping backend: any Backend) { self.wrapped = backend }
 
+  /// While set, watches opened from now on wait before they start (a test holds a resume back
+  /// until it has changed the store).
+  private let holding = Mutex(false)
+
   /// Ends every watch open now once it has delivered `afterEvents` more events.
   func breakWatches(afterEvents: Int = 0) { self.breaking.withLock { $0 = ($0.generation + 1, afterEvents) } }
 
+  /// Makes watches opened from now on wait until ``releaseWatches()``.
+  func holdNewWatches() { self.holding.withLock { $0 = true } }
+
+  /// Lets held and later watches start.
+  func releaseWatches() { self.holding.withLock { $0 = false } }
+
   func watch(_ range: KeyRange, options: BackendWatchOptions) -> BackendWatchStream {
-    let inner = self.wrapped.watch(range, options: options)
+    let wrapped = self.wrapped
     return BackendWatchStream {
       let started = self.breaking.withLock { $0.generation }
       var delivered = 0
-      var iterator = inner.makeAsyncIterator()
+      var iterator: BackendWatchStream.AsyncIterator?
       return {
-        let event = try await iterator.next()
+        if iterator == nil {
+          while self.holding.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+          iterator = wrapped.watch(range, options: options).makeAsyncIterator()
+        }
+        guard var current = iterator else { return nil }
+        defer { iterator = current }
+        let event = try await current.next()
         let (generation, allowance) = self.breaking.withLock { $0 }
         if generation != started {
           if case .progress = event {} else { delivered += 1 }
