@@ -32,7 +32,20 @@ public enum LoopbackHTTP {
     try LoopbackPorts.allocate(1)[0]
   }
 
-  /// Sends `GET path` to 127.0.0.1:`port` and reads the whole response.
+  /// ``get(port:path:timeout:)`` on a thread of its own, for async tests: a blocking socket call
+  /// on one of Swift concurrency's few cooperative threads could starve an in-process server
+  /// whose handlers need those threads.
+  public static func get(port: Int, path: String, timeout: Duration = .seconds(5)) async throws -> Response {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Response, any Error>) in
+      let thread = Thread {
+        continuation.resume(with: Result { try Self.get(port: port, path: path, timeout: timeout) as Response })
+      }
+      thread.start()
+    }
+  }
+
+  /// Sends `GET path` to 127.0.0.1:`port` and reads the whole response, blocking the calling
+  /// thread (use the async overload from async code).
   ///
   /// - Parameter timeout: the bound of each connect, send and receive.
   /// - Throws: ``Failure`` when the connection is refused or times out, or the response is

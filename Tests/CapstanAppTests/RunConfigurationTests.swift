@@ -243,7 +243,7 @@ struct RunConfigurationTests {
       #expect(RunConfiguration.isDNS1123Label(label) == (label.count <= 63))
       let index = label.index(label.startIndex, offsetBy: min(cut, label.count - 1))
       let withHyphenInside = label.count >= 2 && index != label.startIndex
-        ? label.replacingCharacters(in: index...index, with: "-") + "z" : label
+        ? String(label[..<index]) + "-" + String(label[label.index(after: index)...]) + "z" : label
       #expect(RunConfiguration.isDNS1123Label(withHyphenInside) == (withHyphenInside.count <= 63))
       #expect(!RunConfiguration.isDNS1123Label(label.uppercased() + "A"))
       #expect(!RunConfiguration.isDNS1123Label(label + "_x"))

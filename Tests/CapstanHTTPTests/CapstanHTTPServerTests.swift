@@ -39,18 +39,21 @@ struct CapstanHTTPServerTests {
   @Test("/metrics exposes the registry's counter in Prometheus text format")
   func metrics() async throws {
     let registry = PrometheusCollectorRegistry()
-    let counter = registry.makeCounter(name: "capstan_test_requests_total", labels: [("kind", "probe")])
-    counter.increment(by: 3)
-    try await withServer(registry: registry) { server, port in
+    let counter = registry.makeCounter(
+      descriptor: MetricNameDescriptor(
+        namespace: "capstan", metricName: "test_requests", unitName: "total", helpText: "Requests of the test."),
+      labels: [("kind", "probe")])
+    counter.increment(by: Int64(3))
+    try await withServer(registry: registry) { server, port async throws in
       #expect(port > 0)
       #expect(server.boundPort == port)
-      let response = try LoopbackHTTP.get(port: port, path: "/metrics")
+      let response = try await LoopbackHTTP.get(port: port, path: "/metrics")
       #expect(response.status == 200)
       #expect(response.headers["content-type"] == CapstanHTTPServer.metricsContentType)
       #expect(response.body.contains("# TYPE capstan_test_requests_total counter\n"), "\(response.body)")
       #expect(response.body.contains("capstan_test_requests_total{kind=\"probe\"} 3\n"), "\(response.body)")
       counter.increment()
-      let later = try LoopbackHTTP.get(port: port, path: "/metrics")
+      let later = try await LoopbackHTTP.get(port: port, path: "/metrics")
       #expect(later.body.contains("capstan_test_requests_total{kind=\"probe\"} 4\n"), "\(later.body)")
     }
   }
@@ -61,12 +64,12 @@ struct CapstanHTTPServerTests {
     let checks = ProbeChecks(
       health: { .ok },
       readiness: { ready.load(ordering: .relaxed) ? .ok : .failing(["informer pods (/registry/pods/) not synced"]) })
-    try await withServer(checks: checks) { _, port in
-      let before = try LoopbackHTTP.get(port: port, path: "/readyz")
+    try await withServer(checks: checks) { _, port async throws in
+      let before = try await LoopbackHTTP.get(port: port, path: "/readyz")
       #expect(before.status == 503)
       #expect(before.body == "informer pods (/registry/pods/) not synced\n")
       ready.store(true, ordering: .relaxed)
-      let after = try LoopbackHTTP.get(port: port, path: "/readyz")
+      let after = try await LoopbackHTTP.get(port: port, path: "/readyz")
       #expect(after.status == 200)
       #expect(after.body == "ok\n")
     }
@@ -78,28 +81,28 @@ struct CapstanHTTPServerTests {
     let checks = ProbeChecks(
       health: { healthy.load(ordering: .relaxed) ? .ok : .failing(["service controller/podsets failed"]) },
       readiness: { .ok })
-    try await withServer(checks: checks) { _, port in
-      #expect(try LoopbackHTTP.get(port: port, path: "/healthz").status == 200)
+    try await withServer(checks: checks) { _, port async throws in
+      #expect(try await LoopbackHTTP.get(port: port, path: "/healthz").status == 200)
       healthy.store(false, ordering: .relaxed)
-      let failing = try LoopbackHTTP.get(port: port, path: "/healthz")
+      let failing = try await LoopbackHTTP.get(port: port, path: "/healthz")
       #expect(failing.status == 503)
       #expect(failing.body == "service controller/podsets failed\n")
       healthy.store(true, ordering: .relaxed)
-      #expect(try LoopbackHTTP.get(port: port, path: "/healthz").body == "ok\n")
+      #expect(try await LoopbackHTTP.get(port: port, path: "/healthz").body == "ok\n")
     }
   }
 
   @Test("an unknown path is 404 and does not stop the server")
   func unknownPath() async throws {
-    try await withServer { _, port in
-      #expect(try LoopbackHTTP.get(port: port, path: "/nope").status == 404)
-      #expect(try LoopbackHTTP.get(port: port, path: "/healthz").status == 200)
+    try await withServer { _, port async throws in
+      #expect(try await LoopbackHTTP.get(port: port, path: "/nope").status == 404)
+      #expect(try await LoopbackHTTP.get(port: port, path: "/healthz").status == 200)
     }
   }
 
   @Test("a port already in use fails run() with bindFailed, and waiters learn it")
   func bindFailure() async throws {
-    try await withServer { _, port in
+    try await withServer { _, port async throws in
       let second = CapstanHTTPServer(
         configuration: .init(port: port), registry: PrometheusCollectorRegistry(), checks: .alwaysOK,
         logger: Logger(label: "test.http"))
@@ -125,17 +128,17 @@ struct CapstanHTTPServerTests {
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await serviceGroup.run() }
       let port = try await server.waitUntilListening()
-      #expect(try LoopbackHTTP.get(port: port, path: "/healthz").status == 200)
+      #expect(try await LoopbackHTTP.get(port: port, path: "/healthz").status == 200)
       await serviceGroup.triggerGracefulShutdown()
       try await group.waitForAll()
       #expect(server.boundPort == nil)
-      #expect(throws: LoopbackHTTP.Failure.self) { try LoopbackHTTP.get(port: port, path: "/healthz") }
+      await #expect(throws: LoopbackHTTP.Failure.self) { try await LoopbackHTTP.get(port: port, path: "/healthz") }
     }
   }
 
   @Test("run() a second time is alreadyRunning")
   func runsOnce() async throws {
-    try await withServer { server, _ in
+    try await withServer { server, _ async throws in
       await #expect {
         try await server.run()
       } throws: { error in
