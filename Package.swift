@@ -105,12 +105,16 @@ let package = Package(
       ],
       swiftSettings: strictSwiftSettings
     ),
-    // What a Capstan process needs before it starts: validated start-up configuration
-    // (flags and environment) and the JSON-lines log format.
+    // A Capstan process: validated start-up configuration (flags and environment), the
+    // JSON-lines log format, and the manager wired with the HTTP endpoints.
     .target(
       name: "CapstanApp",
       dependencies: [
+        "Capstan", "CapstanHTTP",
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
       ],
       swiftSettings: strictSwiftSettings
     ),
@@ -124,6 +128,7 @@ let package = Package(
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -165,7 +170,8 @@ let package = Package(
     .testTarget(
       name: "CapstanAppTests",
       dependencies: [
-        "CapstanApp",
+        "CapstanApp", "Capstan", "CapstanHTTP", "CapstanTesting",
+        .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "PropertyBased", package: "swift-property-based"),
       ],
