@@ -5,9 +5,10 @@ import Capstan
 struct CapstanCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "capstan",
-    abstract: "Talk to etcd the way Capstan does: status, keys, transactions, watches, leases and benchmarks.",
+    abstract: "Run Capstan controllers, and talk to etcd the way Capstan does: status, keys, transactions, watches, leases and benchmarks.",
     version: Capstan.version,
     subcommands: [
+      RunCommand.self, DemoCommand.self,
       StatusCommand.self, KVCommand.self, WatchCommand.self, LeaseCommand.self, CacheCommand.self, BenchCommand.self,
     ]
   )

@@ -2,10 +2,13 @@ import ArgumentParser
 import Capstan
 import CapstanApp
 import CapstanEtcd
+import CapstanHTTP
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
+import Prometheus
 
 /// Parses the command line, bootstraps logging once, runs the command, and turns every failure
 /// into one readable line on stderr with exit code 1 (usage errors keep argument-parser's text).
@@ -22,6 +25,9 @@ enum CapstanEntryPoint {
     } catch {
       CapstanCommand.exit(withError: error)
     }
+    if let application = command as? any ApplicationCommand {
+      await runApplication(application)
+    }
     let level = (command as? any EtcdCommand)?.etcd.logLevel
       ?? ProcessInfo.processInfo.environment[logLevelEnvironmentVariable].flatMap { Logger.Level(rawValue: $0.lowercased()) }
       ?? defaultLogLevel
@@ -35,15 +41,43 @@ enum CapstanEntryPoint {
         try syncCommand.run()
       }
       exit(0)
-    } catch let error as EtcdError {
-      fail(code: "\(error.code)", message: error.message)
-    } catch let error as BackendError {
-      fail(code: "\(error.code)", message: error.message)
-    } catch let error as InformerError {
-      fail(code: "\(error.code)", message: error.message)
-    } catch let error as TxnScriptError {
-      fail(code: "invalidArgument", message: error.description)
     } catch {
+      report(error)
+    }
+  }
+
+  /// `run` and `demo`: every setting is validated before anything starts (a bad one is one line
+  /// and exit 1), then logging (JSON lines with the service name) and metrics (Prometheus, the
+  /// registry `/metrics` serves) are bootstrapped, and the command runs.
+  static func runApplication(_ command: some ApplicationCommand) async -> Never {
+    let configuration: RunConfiguration
+    do {
+      configuration = try command.runConfiguration(environment: ProcessInfo.processInfo.environment)
+    } catch {
+      fail(code: "invalidConfiguration", message: error.description)
+    }
+    LoggingSystem.bootstrap { label in
+      JSONLinesLogHandler(label: label, serviceName: configuration.serviceName, logLevel: configuration.logLevel)
+    }
+    let registry = PrometheusCollectorRegistry()
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    do {
+      exit(try await command.run(configuration: configuration, registry: registry))
+    } catch {
+      report(error)
+    }
+  }
+
+  /// Ends the process with one line for `error` (argument-parser's own errors keep its text).
+  static func report(_ error: any Error) -> Never {
+    switch error {
+    case let error as EtcdError: fail(code: "\(error.code)", message: error.message)
+    case let error as BackendError: fail(code: "\(error.code)", message: error.message)
+    case let error as InformerError: fail(code: "\(error.code)", message: error.message)
+    case let error as ManagerError: fail(code: "\(error.code)", message: error.message)
+    case let error as CapstanHTTPServerError: fail(code: error.code.rawValue, message: error.message)
+    case let error as TxnScriptError: fail(code: "invalidArgument", message: error.description)
+    default:
       if isArgumentParserError(error) { CapstanCommand.exit(withError: error) }
       fail(code: "internalError", message: "\(error)")
     }

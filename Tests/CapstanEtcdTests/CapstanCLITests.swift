@@ -80,6 +80,17 @@ struct CapstanCLITests {
     #expect(lines.first?.hasPrefix("capstan: error: \(code): ") == true, "\(output.standardError)")
   }
 
+  @Test("run against etcd serves the HTTP endpoints and exits 0 on SIGTERM")
+  func runAgainstEtcd() throws {
+    let server = try suiteServer()
+    let port = try LoopbackHTTP.freePort()
+    let command = try TestCommand.start(
+      try TestCommand.builtProduct("capstan"),
+      ["run", "--endpoints", server.endpoint, "--metrics-addr", "127.0.0.1:\(port)", "--service-name", "cli-etcd"],
+      environment: CapstanRunCLITests.environment())
+    try CapstanRunCLITests.checkEndpointsThenStop(command, port: port, service: "cli-etcd")
+  }
+
   @Test("bench put prints the baseline's one-line format")
   func benchPut() throws {
     let bench = try capstan("bench", "put", "--n", "200", "--concurrency", "8", "--value-size", "64")

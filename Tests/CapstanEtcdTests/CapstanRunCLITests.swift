@@ -1,0 +1,97 @@
+import CapstanTesting
+import Foundation
+import Testing
+
+/// `capstan run` as a process: HTTP endpoints while it runs, exit 0 on SIGTERM, and one-line
+/// configuration errors before anything starts.
+@Suite("capstan run")
+struct CapstanRunCLITests {
+  /// This process's environment without any Capstan setting, plus `extra`.
+  static func environment(_ extra: [String: String] = [:]) -> [String: String] {
+    let settings: Set<String> = [
+      "CAPSTAN_ENDPOINTS", "SERVICE_NAME", "LOG_LEVEL", "CAPSTAN_METRICS_ADDR", "CAPSTAN_WORKERS",
+      "CAPSTAN_SHUTDOWN_TIMEOUT", "CAPSTAN_RETRY_QPS", "CAPSTAN_RETRY_BURST",
+    ]
+    return ProcessInfo.processInfo.environment.filter { !settings.contains($0.key) }.merging(extra) { _, new in new }
+  }
+
+  /// GETs `path` until the server answers (it is starting) or `timeout` passes.
+  static func getWhenUp(port: Int, path: String, timeout: Duration = .seconds(20)) throws -> LoopbackHTTP.Response {
+    let deadline = ContinuousClock.now + timeout
+    while true {
+      do {
+        return try LoopbackHTTP.get(port: port, path: path)
+      } catch {
+        if ContinuousClock.now >= deadline { throw error }
+        usleep(20_000)
+      }
+    }
+  }
+
+  /// Scrapes a running `capstan run` on `port`, stops it with SIGTERM and checks a clean exit.
+  static func checkEndpointsThenStop(_ command: RunningTestCommand, port: Int, service: String) throws {
+    let health = try getWhenUp(port: port, path: "/healthz")
+    #expect(health.status == 200, "\(command.standardError)")
+    #expect(health.body == "ok\n")
+    let ready = try LoopbackHTTP.get(port: port, path: "/readyz")
+    #expect(ready.status == 200)
+    let metrics = try LoopbackHTTP.get(port: port, path: "/metrics")
+    #expect(metrics.status == 200)
+    #expect(metrics.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
+    #expect(metrics.body.contains(#"capstan_build_info{service="\#(service)",version=""#), "\(metrics.body.prefix(2000))")
+
+    command.send(SIGTERM)
+    let output = command.waitForExit(timeout: .seconds(30))
+    #expect(!output.timedOut)
+    #expect(output.exitStatus == 0, "\(output.standardError)")
+    let lines = output.standardError.split(separator: "\n")
+    #expect(!lines.isEmpty)
+    for line in lines {
+      let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+      #expect(object?["service"] as? String == service, "\(line)")
+      #expect((object?["ts"] as? String)?.wholeMatch(of: #/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/#) != nil, "\(line)")
+    }
+    #expect(output.standardError.contains(#""message":"HTTP server listening""#), "\(output.standardError)")
+    #expect(output.standardError.contains(#""message":"capstan run stopped""#), "\(output.standardError)")
+  }
+
+  @Test("run --embedded serves /metrics, /healthz, /readyz and exits 0 on SIGTERM")
+  func embeddedRun() throws {
+    let port = try LoopbackHTTP.freePort()
+    let command = try TestCommand.start(
+      try TestCommand.builtProduct("capstan"),
+      ["run", "--embedded", "--metrics-addr", "127.0.0.1:\(port)", "--shutdown-timeout", "5s"],
+      environment: Self.environment(["SERVICE_NAME": "cli-run-test"]))
+    try Self.checkEndpointsThenStop(command, port: port, service: "cli-run-test")
+  }
+
+  @Test("a bad SERVICE_NAME is one line naming it, and a non-zero exit before anything starts")
+  func badServiceName() throws {
+    let output = try TestCommand.run(
+      try TestCommand.builtProduct("capstan"), ["run", "--embedded"],
+      environment: Self.environment(["SERVICE_NAME": "My_Svc"]))
+    #expect(output.exitStatus != 0)
+    #expect(
+      output.standardError
+        == #"capstan: error: invalidConfiguration: invalid SERVICE_NAME "My_Svc": must be a DNS-1123 label (lowercase letters, digits, '-', at most 63, starting and ending with a letter or digit)"#
+        + "\n")
+    #expect(output.standardOutput.isEmpty)
+  }
+
+  @Test("bad settings from flags and environment each end in one line naming the setting", arguments: [
+    (["run", "--embedded", "--workers", "0"], [String: String](), "invalid --workers \"0\": "),
+    (["run", "--embedded"], ["CAPSTAN_SHUTDOWN_TIMEOUT": "forever"], "invalid CAPSTAN_SHUTDOWN_TIMEOUT \"forever\": "),
+    (["run"], ["CAPSTAN_ENDPOINTS": "etcd:99999"], "invalid CAPSTAN_ENDPOINTS \"etcd:99999\": "),
+    (["run"], [:], "missing --endpoints / CAPSTAN_ENDPOINTS: "),
+    (["demo", "--metrics-addr", "localhost"], [:], "invalid --metrics-addr \"localhost\": "),
+    (["demo"], ["LOG_LEVEL": "loud"], "invalid LOG_LEVEL \"loud\": "),
+  ])
+  func badSettings(_ arguments: [String], _ environment: [String: String], _ prefix: String) throws {
+    let output = try TestCommand.run(
+      try TestCommand.builtProduct("capstan"), arguments, environment: Self.environment(environment))
+    #expect(output.exitStatus == 1)
+    let lines = output.standardError.split(separator: "\n")
+    #expect(lines.count == 1, "\(output.standardError)")
+    #expect(lines.first?.hasPrefix("capstan: error: invalidConfiguration: " + prefix) == true, "\(output.standardError)")
+  }
+}
