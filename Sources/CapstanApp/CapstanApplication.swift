@@ -34,13 +34,15 @@ public final class CapstanApplication: Sendable {
   ///   - registry: where metrics are collected and what `/metrics` serves.
   ///   - gracefulShutdownSignals: signals that stop the manager gracefully (the executable
   ///     passes SIGTERM and SIGINT; tests none).
-  ///   - logger: the manager's and the HTTP server's logger.
+  ///   - logger: the manager's logger.
+  ///   - httpLogger: the HTTP server's logger (default: `logger`).
   public init(
     configuration: RunConfiguration,
     backend: any Backend,
     registry: PrometheusCollectorRegistry,
     gracefulShutdownSignals: [UnixSignal] = [],
-    logger: Logger
+    logger: Logger,
+    httpLogger: Logger? = nil
   ) throws(ManagerError) {
     self.configuration = configuration
     self.registry = registry
@@ -60,7 +62,7 @@ public final class CapstanApplication: Sendable {
     if let address = configuration.metricsAddress {
       let server = CapstanHTTPServer(
         configuration: CapstanHTTPServerConfiguration(host: address.host, port: address.port),
-        registry: registry, checks: .manager(manager), logger: logger)
+        registry: registry, checks: .manager(manager), logger: httpLogger ?? logger)
       try manager.addService(server, name: "http")
       self.httpServer = server
     } else {

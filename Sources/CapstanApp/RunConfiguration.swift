@@ -18,11 +18,19 @@ public import Logging
 /// | retry burst | `--retry-burst` | `CAPSTAN_RETRY_BURST` | 100 (1…10000) |
 public struct RunConfiguration: Sendable, Equatable {
   /// Which store the controllers run on.
-  public enum BackendChoice: Sendable, Equatable {
+  public enum BackendChoice: Sendable, Equatable, CustomStringConvertible {
     /// The in-process `MemoryBackend`.
     case embedded
     /// A real etcd at these endpoints.
     case etcd([NetworkAddress])
+
+    /// `embedded`, or `etcd ` and the endpoints, comma-separated.
+    public var description: String {
+      switch self {
+      case .embedded: "embedded"
+      case .etcd(let addresses): "etcd " + addresses.map(\.description).joined(separator: ",")
+      }
+    }
   }
 
   /// Whether a command may run without etcd endpoints.

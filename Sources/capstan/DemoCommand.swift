@@ -60,7 +60,8 @@ struct DemoCommand: ApplicationCommand {
     return try await ApplicationBackend.with(configuration, dataDirectory: self.data) { backend in
       let application = try CapstanApplication(
         configuration: configuration, backend: backend, registry: registry,
-        gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "capstan.manager"))
+        gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "capstan.manager"),
+        httpLogger: Logger(label: "capstan.http"))
       _ = try ExampleControllers.install(in: application)
       return try await withThrowingTaskGroup(of: DemoOutcome?.self) { group in
         group.addTask {

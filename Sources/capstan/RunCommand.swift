@@ -44,7 +44,8 @@ struct RunCommand: ApplicationCommand {
     try await ApplicationBackend.with(configuration, dataDirectory: self.data) { backend in
       let application = try CapstanApplication(
         configuration: configuration, backend: backend, registry: registry,
-        gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "capstan.manager"))
+        gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "capstan.manager"),
+        httpLogger: Logger(label: "capstan.http"))
       let controllers = try ExampleControllers.install(in: application)
       if controllers == 0 { logger.warning("no controller installed: only the backend and the HTTP endpoints run") }
       logger.info(
