@@ -15,6 +15,7 @@ let package = Package(
     .library(name: "CapstanEtcd", targets: ["CapstanEtcd"]),
     .library(name: "CapstanEtcdAPI", targets: ["CapstanEtcdAPI"]),
     .library(name: "CapstanTesting", targets: ["CapstanTesting"]),
+    .library(name: "PodSetExample", targets: ["PodSetExample"]),
     .executable(name: "capstan", targets: ["capstan"]),
   ],
   dependencies: [
@@ -88,6 +89,18 @@ let package = Package(
       dependencies: ["CapstanTesting"],
       swiftSettings: strictSwiftSettings
     ),
+    // The tutorial controller: PodSets that own Pods (Examples/PodSetExample/README.md).
+    .target(
+      name: "PodSetExample",
+      dependencies: [
+        "Capstan",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+      ],
+      path: "Examples/PodSetExample",
+      exclude: ["README.md"],
+      swiftSettings: strictSwiftSettings
+    ),
     .executableTarget(
       name: "capstan",
       dependencies: [
@@ -108,6 +121,15 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
+    .testTarget(
+      name: "PodSetExampleTests",
+      dependencies: [
+        "Capstan", "PodSetExample", "CapstanTestSupport",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
       ],
       swiftSettings: strictSwiftSettings
     ),
