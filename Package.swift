@@ -16,6 +16,7 @@ let package = Package(
     .library(name: "CapstanEtcdAPI", targets: ["CapstanEtcdAPI"]),
     .library(name: "CapstanTesting", targets: ["CapstanTesting"]),
     .library(name: "PodSetExample", targets: ["PodSetExample"]),
+    .library(name: "CapstanDemo", targets: ["CapstanDemo"]),
     .executable(name: "capstan", targets: ["capstan"]),
   ],
   dependencies: [
@@ -101,6 +102,16 @@ let package = Package(
       exclude: ["README.md"],
       swiftSettings: strictSwiftSettings
     ),
+    // The `capstan demo` scenario as a library: PodSets created, disturbed and checked.
+    .target(
+      name: "CapstanDemo",
+      dependencies: [
+        "Capstan", "PodSetExample",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
     .executableTarget(
       name: "capstan",
       dependencies: [
@@ -128,6 +139,15 @@ let package = Package(
       name: "PodSetExampleTests",
       dependencies: [
         "Capstan", "PodSetExample", "CapstanTestSupport",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
+    .testTarget(
+      name: "CapstanDemoTests",
+      dependencies: [
+        "Capstan", "CapstanEtcd", "CapstanDemo", "PodSetExample", "CapstanTesting", "CapstanTestSupport",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
       ],
