@@ -89,11 +89,13 @@ public struct DemoScenario: Sendable {
     let initialConvergence = report.isConverged ? created.duration(to: clock.now) : nil
 
     var disturbed = clock.now
+    var disturbances = DemoDisturbances()
     if report.isConverged && self.configuration.disturbanceRounds > 0 {
       for round in 1...self.configuration.disturbanceRounds {
         run.phase = .disturbing(round: round, of: self.configuration.disturbanceRounds)
-        if round == 1 { try await self.writeJunk() }
-        try await self.disturb(expected: &expected, client: client, random: &random)
+        disturbances.rounds = round
+        if round == 1 { disturbances.junkWritten = try await self.writeJunk() }
+        try await self.disturb(expected: &expected, client: client, random: &random, counting: &disturbances)
         if round < self.configuration.disturbanceRounds { try await Task.sleep(for: self.configuration.roundInterval) }
       }
       disturbed = clock.now
@@ -103,7 +105,7 @@ public struct DemoScenario: Sendable {
     let timeToConverge = report.isConverged ? disturbed.duration(to: clock.now) : nil
     run.phase = .done
     return self.summary(
-      report: report, run: run, elapsed: run.started.duration(to: clock.now), initialConvergence: initialConvergence,
+      report: report, disturbances: disturbances, run: run, elapsed: run.started.duration(to: clock.now), initialConvergence: initialConvergence,
       timeToConverge: timeToConverge, memoryBefore: memoryBefore)
   }
 
@@ -161,14 +163,15 @@ public struct DemoScenario: Sendable {
 
   /// One round: deletes random pods, scales and deletes random sets.
   private func disturb(
-    expected: inout [String: Int], client: PodSetClient, random: inout SeededGenerator
+    expected: inout [String: Int], client: PodSetClient, random: inout SeededGenerator,
+    counting disturbances: inout DemoDisturbances
   ) async throws {
     let setCount = expected.count
     guard setCount > 0 else { return }
     let pods = try await DemoWorld.list(Pod.layout.prefix, backend: self.backend, at: 0).0
       .filter { !DemoWorld.isJunk($0.key) }
     for pod in pods.shuffled(using: &random).prefix(max(1, setCount / 10)) {
-      _ = try await self.backend.delete(.key(pod.key))
+      disturbances.podsDeleted += try await self.backend.delete(.key(pod.key)).deleted.count
     }
     let replicas = self.configuration.replicas
     for key in expected.keys.sorted().shuffled(using: &random).prefix(max(1, setCount / 10)) {
@@ -180,13 +183,14 @@ public struct DemoScenario: Sendable {
         expected[key] = nil
       } else {
         expected[key] = target
+        disturbances.setsScaled += 1
       }
     }
     let deletions = min(max(1, setCount / 20), expected.count - 1)
     guard deletions > 0 else { return }
     for key in expected.keys.sorted().shuffled(using: &random).prefix(deletions) {
       let (namespace, name) = Self.split(key)
-      try await client.requestDeletion(namespace: namespace, name: name)
+      if try await client.requestDeletion(namespace: namespace, name: name) != .notFound { disturbances.setsDeleted += 1 }
       expected[key] = nil
     }
     self.logger.debug("disturbed the world", metadata: ["sets": "\(expected.count)"])
@@ -216,7 +220,8 @@ public struct DemoScenario: Sendable {
   }
 
   /// Writes the junk objects: each kind in turn, under the pod and then the PodSet prefix.
-  private func writeJunk() async throws {
+  /// Returns how many it wrote.
+  private func writeJunk() async throws -> Int {
     let namespace = self.configuration.namespaces[0]
     let layouts = [Pod.layout, PodSet.layout]
     for index in 0..<self.configuration.junkObjects {
@@ -227,6 +232,7 @@ public struct DemoScenario: Sendable {
       _ = try await self.backend.put(
         layout.key(namespace: namespace, name: name), value: junk.value(namespace: namespace, name: name), lease: nil)
     }
+    return self.configuration.junkObjects
   }
 
   // MARK: reporting
@@ -243,7 +249,7 @@ public struct DemoScenario: Sendable {
   }
 
   private func summary(
-    report: DemoWorldReport, run: RunState, elapsed: Duration, initialConvergence: Duration?, timeToConverge: Duration?,
+    report: DemoWorldReport, disturbances: DemoDisturbances, run: RunState, elapsed: Duration, initialConvergence: Duration?, timeToConverge: Duration?,
     memoryBefore: ProcessMemory?
   ) -> DemoSummary {
     let controller = [("controller", self.controllerName)]
@@ -256,7 +262,7 @@ public struct DemoScenario: Sendable {
       memoryPerObject = (after.peakResident - before.resident) / peakObjects
     }
     return DemoSummary(
-      podSets: report.podSets, pods: report.pods, peakObjects: peakObjects,
+      podSets: report.podSets, pods: report.pods, peakObjects: peakObjects, disturbances: disturbances,
       reconciles: self.metrics.counterTotal("controller_runtime_reconcile_total", matching: controller),
       reconcileErrors: self.metrics.counterTotal("controller_runtime_reconcile_errors_total", matching: controller),
       reconcileP50: DemoSummary.percentile(0.5, of: samples), reconcileP99: DemoSummary.percentile(0.99, of: samples),

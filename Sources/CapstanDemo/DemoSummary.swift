@@ -6,6 +6,8 @@ public struct DemoSummary: Sendable, Hashable {
   public var pods: Int
   /// The most objects (sets + pods) seen stored at once during the run.
   public var peakObjects: Int
+  /// What the disturbance rounds did.
+  public var disturbances: DemoDisturbances
   /// Reconciles finished, every result counted (`controller_runtime_reconcile_total`).
   public var reconciles: Int64
   /// Reconciles that threw (`controller_runtime_reconcile_errors_total`); conflicts are not errors.
@@ -50,6 +52,9 @@ public struct DemoSummary: Sendable, Hashable {
   public func lines() -> [String] {
     var lines = [
       "objects: \(self.podSets) podsets, \(self.pods) pods (peak \(self.peakObjects))",
+      "disturbances: \(self.disturbances.rounds) rounds, \(self.disturbances.podsDeleted) pods deleted, "
+        + "\(self.disturbances.setsScaled) sets scaled, \(self.disturbances.setsDeleted) sets deleted, "
+        + "\(self.disturbances.junkWritten) junk objects written",
       "reconciles: \(self.reconciles) (\(self.reconcileErrors) errors)",
       "reconcile latency: p50 \(Self.millisecondsText(self.reconcileP50)), p99 \(Self.millisecondsText(self.reconcileP99))",
       "time to converge: \(Self.secondsText(self.timeToConverge)) after the last disturbance "
@@ -89,4 +94,21 @@ public struct DemoSummary: Sendable, Hashable {
     let rank = Int((quantile * Double(sorted.count)).rounded(.up))
     return .nanoseconds(sorted[min(max(rank, 1), sorted.count) - 1])
   }
+}
+
+/// What a demo run's disturbance rounds did.
+public struct DemoDisturbances: Sendable, Hashable {
+  /// Rounds run.
+  public var rounds = 0
+  /// Pods deleted behind the controller's back.
+  public var podsDeleted = 0
+  /// Sets whose replicas changed (each bumping its generation).
+  public var setsScaled = 0
+  /// Sets whose deletion was requested (through the finalizer when they had one).
+  public var setsDeleted = 0
+  /// Malformed and zero-value `junk-…` objects written.
+  public var junkWritten = 0
+
+  /// Nothing disturbed yet.
+  public init() {}
 }

@@ -27,6 +27,9 @@ struct DemoScenarioTests {
     #expect(summary.zeroValueRejected >= 10)
     // 10 sets, two rounds each deleting one set: 8 remain.
     #expect(summary.podSets == 8)
+    #expect(summary.disturbances.rounds == 2 && summary.disturbances.setsDeleted == 2)
+    #expect(summary.disturbances.podsDeleted == 2 && summary.disturbances.setsScaled == 2)
+    #expect(summary.disturbances.junkWritten == 12)
     #expect(summary.reconciles >= 10)
     #expect(summary.reconcileP50 != nil && summary.reconcileP99 != nil)
     #expect(summary.reconcileP50! <= summary.reconcileP99!)
@@ -124,7 +127,7 @@ struct DemoConfigurationTests {
 
   @Test func summaryLinesEndWithTheVerdict() {
     var summary = DemoSummary(
-      podSets: 2, pods: 6, peakObjects: 8, reconciles: 12, reconcileErrors: 0, reconcileP50: .milliseconds(2),
+      podSets: 2, pods: 6, peakObjects: 8, disturbances: DemoDisturbances(), reconciles: 12, reconcileErrors: 0, reconcileP50: .milliseconds(2),
       reconcileP99: .milliseconds(9), initialConvergence: .seconds(1), timeToConverge: .milliseconds(1500),
       elapsed: .seconds(4), informerEvents: 40, malformedRejected: 2, zeroValueRejected: 10, junkKeys: 12,
       zeroValueKeys: [], peakMemoryPerObject: nil, converged: true, mismatches: [])
@@ -152,6 +155,7 @@ struct DemoOnEtcdTests {
       #expect(summary.lines().last == "converged: yes")
       #expect(summary.zeroValueKeys.isEmpty)
       #expect(summary.junkKeys == 12)
+      #expect(summary.disturbances.setsDeleted == 2 && summary.disturbances.podsDeleted == 2)
       #expect(summary.malformedRejected >= 2 && summary.zeroValueRejected >= 10)
       // Scanning etcd itself after the run: no zero-value key outside the junk.
       #expect(try await zeroValueKeysOutsideJunk(in: backend).isEmpty)
