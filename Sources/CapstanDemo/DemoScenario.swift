@@ -12,7 +12,7 @@ import Synchronization
 /// 2. creates ``DemoConfiguration/podSets`` PodSets (`podset-0000`, … spread over the namespaces,
 ///    labelled `app=<name>`, `demo=capstan`) and waits until the world converges;
 /// 3. runs ``DemoConfiguration/disturbanceRounds`` rounds, each of which deletes random pods
-///    (a tenth of the sets' count), scales random sets (a tenth) up or down — bumping their
+///    (a tenth of the sets' count), marks others unready (a twentieth), scales random sets (a tenth) up or down — bumping their
 ///    generation —, and deletes random sets (a twentieth, through the finalizer path; at least one
 ///    set always stays); the first round also writes ``DemoConfiguration/junkObjects`` malformed
 ///    and zero-value objects under `junk-…` keys in both prefixes (bad JSON, `{}`, an empty
@@ -170,8 +170,17 @@ public struct DemoScenario: Sendable {
     guard setCount > 0 else { return }
     let pods = try await DemoWorld.list(Pod.layout.prefix, backend: self.backend, at: 0).0
       .filter { !DemoWorld.isJunk($0.key) }
-    for pod in pods.shuffled(using: &random).prefix(max(1, setCount / 10)) {
+    let shuffledPods = pods.shuffled(using: &random)
+    let podDeletions = max(1, setCount / 10)
+    for pod in shuffledPods.prefix(podDeletions) {
       disturbances.podsDeleted += try await self.backend.delete(.key(pod.key)).deleted.count
+    }
+    // A few pods stop being ready (as a kubelet would report): their sets' readyReplicas drop.
+    for pod in shuffledPods.dropFirst(podDeletions).prefix(max(1, setCount / 20)) {
+      guard let (namespace, name) = Pod.layout.namespaceAndName(of: pod.key) else { continue }
+      if try await client.setPodReady(namespace: namespace, name: name, ready: false) {
+        disturbances.podsMadeUnready += 1
+      }
     }
     let replicas = self.configuration.replicas
     for key in expected.keys.sorted().shuffled(using: &random).prefix(max(1, setCount / 10)) {

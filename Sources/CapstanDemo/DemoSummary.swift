@@ -53,6 +53,7 @@ public struct DemoSummary: Sendable, Hashable {
     var lines = [
       "objects: \(self.podSets) podsets, \(self.pods) pods (peak \(self.peakObjects))",
       "disturbances: \(self.disturbances.rounds) rounds, \(self.disturbances.podsDeleted) pods deleted, "
+        + "\(self.disturbances.podsMadeUnready) made unready, "
         + "\(self.disturbances.setsScaled) sets scaled, \(self.disturbances.setsDeleted) sets deleted, "
         + "\(self.disturbances.junkWritten) junk objects written",
       "reconciles: \(self.reconciles) (\(self.reconcileErrors) errors)",
@@ -102,6 +103,8 @@ public struct DemoDisturbances: Sendable, Hashable {
   public var rounds = 0
   /// Pods deleted behind the controller's back.
   public var podsDeleted = 0
+  /// Pods marked unready (they stay; their sets' `readyReplicas` must drop).
+  public var podsMadeUnready = 0
   /// Sets whose replicas changed (each bumping its generation).
   public var setsScaled = 0
   /// Sets whose deletion was requested (through the finalizer when they had one).

@@ -30,6 +30,7 @@ struct DemoScenarioTests {
     #expect(summary.disturbances.rounds == 2 && summary.disturbances.setsDeleted == 2)
     #expect(summary.disturbances.podsDeleted == 2 && summary.disturbances.setsScaled == 2)
     #expect(summary.disturbances.junkWritten == 12)
+    #expect(summary.disturbances.podsMadeUnready == 2)
     #expect(summary.reconciles >= 10)
     #expect(summary.reconcileP50 != nil && summary.reconcileP99 != nil)
     #expect(summary.reconcileP50! <= summary.reconcileP99!)
