@@ -28,6 +28,7 @@ let package = Package(
     .package(name: "Capstan", path: ".."),
     .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
   ],
   targets: [
     // glibc heap statistics and the benchmark malloc interposer's counters, for memory figures.
@@ -58,6 +59,14 @@ let package = Package(
       name: "IngestBenchmarks",
       dependencies: benchmarkDependencies,
       path: "Benchmarks/IngestBenchmarks",
+      swiftSettings: benchmarkSettings,
+      plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+    ),
+    // WorkQueue add+get+done against a Deque behind one Mutex.
+    .executableTarget(
+      name: "WorkQueueBenchmarks",
+      dependencies: benchmarkDependencies + [.product(name: "DequeModule", package: "swift-collections")],
+      path: "Benchmarks/WorkQueueBenchmarks",
       swiftSettings: benchmarkSettings,
       plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
     ),
