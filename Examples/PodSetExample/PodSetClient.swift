@@ -6,7 +6,9 @@ import Foundation
 /// pods ready or not.
 ///
 /// Every change is a read-modify-write transaction comparing the key's mod revision, retried on
-/// conflict with a fresh read (up to ``maxAttempts`` times).
+/// conflict with a fresh read (up to ``maxAttempts`` times; then a ``ReconcileConflict`` is
+/// thrown). Reads decode with `JSONDecoder`: a stored value that is not a valid object of the
+/// kind throws its `DecodingError`.
 public struct PodSetClient: Sendable {
   /// The store written.
   public let backend: any Backend
@@ -107,12 +109,15 @@ public struct PodSetClient: Sendable {
   /// Reads `key` as `R`, lets `change` decide, and writes or deletes it comparing the mod revision
   /// read; retries with a fresh read on conflict. Returns the object as last read and changed (nil
   /// when absent).
+  ///
+  /// - Throws: ``ReconcileConflict`` (with the last revision read) when every attempt conflicted.
   private func modify<R: Resource>(
     _ type: R.Type, key: String, _ change: (inout R) -> Change
   ) async throws -> R? {
+    var revision: Int64 = 0
     for _ in 0..<self.maxAttempts {
       guard var object = try await self.load(R.self, key: key) else { return nil }
-      let revision = object.metadata.resourceVersion
+      revision = object.metadata.resourceVersion
       let operation: BackendOperation
       switch change(&object) {
       case .keep:
@@ -131,7 +136,7 @@ public struct PodSetClient: Sendable {
         return object
       }
     }
-    throw ReconcileConflict(key: key, expectedRevision: 0)
+    throw ReconcileConflict(key: key, expectedRevision: revision)
   }
 
   private func load<R: Resource>(_ type: R.Type, key: String) async throws -> R? {
