@@ -3,8 +3,8 @@ import Foundation
 import PodSetExample
 import Testing
 
-/// The resource types, the predicate and the writer's client on their own.
-@Suite("PodSet types and client")
+/// The resource types and the reconciler's predicate on their own.
+@Suite("PodSet and Pod")
 struct PodSetTests {
   @Test func podSetDecodesWithoutStatusAndRoundTrips() throws {
     let json = #"{"metadata":{"uid":"u","name":"web","namespace":"ns","generation":2},"spec":{"replicas":3,"template":{"labels":{"app":"web"}}}}"#
@@ -41,21 +41,5 @@ struct PodSetTests {
     #expect(predicate(.updated(old: base, new: object(generation: 2))))
     #expect(predicate(.updated(old: base, new: object(generation: 1, deleting: true))))
     #expect(predicate(.updated(old: base, new: object(generation: 1, finalizers: ["f"]))))
-  }
-
-  @Test func clientScalesAndDeletes() async throws {
-    let backend = MemoryBackend()
-    let client = PodSetClient(backend: backend)
-    #expect(try await client.create(PodSetWorld.set("web", replicas: 1)) != nil)
-    #expect(try await client.create(PodSetWorld.set("web", replicas: 1)) == nil, "the key is taken")
-    #expect(try await client.scale(namespace: "default", name: "web", replicas: 1)?.metadata.generation == 1)
-    #expect(try await client.scale(namespace: "default", name: "web", replicas: 4)?.metadata.generation == 2)
-    #expect(try await client.scale(namespace: "default", name: "missing", replicas: 4) == nil)
-    #expect(try await client.requestDeletion(namespace: "default", name: "web") == .deleted, "no finalizers")
-    #expect(try await client.get(namespace: "default", name: "web") == nil)
-    #expect(try await client.requestDeletion(namespace: "default", name: "web") == .notFound)
-    await #expect(throws: BackendError.self) {
-      try await client.create(PodSet(name: "", namespace: "default", uid: "", replicas: 1, labels: [:]))
-    }
   }
 }
