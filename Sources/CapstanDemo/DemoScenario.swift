@@ -150,6 +150,9 @@ public struct DemoScenario: Sendable {
     }
   }
 
+  /// How often a convergence wait lists the store again: the resolution of the convergence times.
+  static let convergencePollInterval = Duration.milliseconds(100)
+
   /// Polls ``DemoWorld/check(backend:expected:)`` until converged or the timeout.
   private func waitForConvergence(expected: [String: Int], run: RunState) async throws -> DemoWorldReport {
     let deadline = ContinuousClock.now + self.configuration.convergenceTimeout
@@ -157,7 +160,7 @@ public struct DemoScenario: Sendable {
       let report = try await DemoWorld.check(backend: self.backend, expected: expected)
       run.observe(objects: report.podSets + report.pods)
       if report.isConverged || ContinuousClock.now >= deadline { return report }
-      try await Task.sleep(for: .milliseconds(200))
+      try await Task.sleep(for: Self.convergencePollInterval)
     }
   }
 

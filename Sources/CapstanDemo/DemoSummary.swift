@@ -18,7 +18,8 @@ public struct DemoSummary: Sendable, Hashable {
   public var reconcileP99: Duration?
   /// From the end of creation to the first convergence (nil if it did not converge).
   public var initialConvergence: Duration?
-  /// From the end of the last disturbance to convergence (nil if it did not converge).
+  /// From the end of the last disturbance to convergence (nil if it did not converge); the
+  /// world is listed every 0.1 s (plus the time a check takes), which bounds the resolution.
   public var timeToConverge: Duration?
   /// The whole run.
   public var elapsed: Duration
