@@ -141,6 +141,7 @@ let package = Package(
         "Capstan", "PodSetExample", "CapstanTestSupport",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "PropertyBased", package: "swift-property-based"),
       ],
       swiftSettings: strictSwiftSettings
     ),
