@@ -17,6 +17,8 @@ let package = Package(
     .library(name: "CapstanTesting", targets: ["CapstanTesting"]),
     .library(name: "CapstanHTTP", targets: ["CapstanHTTP"]),
     .library(name: "CapstanApp", targets: ["CapstanApp"]),
+    .library(name: "PodSetExample", targets: ["PodSetExample"]),
+    .library(name: "CapstanDemo", targets: ["CapstanDemo"]),
     .executable(name: "capstan", targets: ["capstan"]),
   ],
   dependencies: [
@@ -118,6 +120,28 @@ let package = Package(
       ],
       swiftSettings: strictSwiftSettings
     ),
+    // The tutorial controller: PodSets that own Pods (Examples/PodSetExample/README.md).
+    .target(
+      name: "PodSetExample",
+      dependencies: [
+        "Capstan",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+      ],
+      path: "Examples/PodSetExample",
+      exclude: ["README.md"],
+      swiftSettings: strictSwiftSettings
+    ),
+    // The `capstan demo` scenario as a library: PodSets created, disturbed and checked.
+    .target(
+      name: "CapstanDemo",
+      dependencies: [
+        "Capstan", "PodSetExample",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
     .executableTarget(
       name: "capstan",
       dependencies: [
@@ -144,6 +168,25 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
+    .testTarget(
+      name: "PodSetExampleTests",
+      dependencies: [
+        "Capstan", "PodSetExample", "CapstanTestSupport",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "PropertyBased", package: "swift-property-based"),
+      ],
+      swiftSettings: strictSwiftSettings
+    ),
+    .testTarget(
+      name: "CapstanDemoTests",
+      dependencies: [
+        "Capstan", "CapstanEtcd", "CapstanDemo", "PodSetExample", "CapstanTesting", "CapstanTestSupport",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
       ],
       swiftSettings: strictSwiftSettings
     ),
