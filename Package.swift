@@ -149,6 +149,8 @@ let package = Package(
         "CapstanEtcd",
         "CapstanHTTP",
         "CapstanApp",
+        "PodSetExample",
+        "CapstanDemo",
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

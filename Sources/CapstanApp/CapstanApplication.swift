@@ -3,7 +3,7 @@ public import CapstanHTTP
 public import Logging
 public import Prometheus
 public import UnixSignals
-import Metrics
+public import Metrics
 
 /// A Capstan process assembled from a validated ``RunConfiguration``: a `Manager` on the given
 /// backend (SIGTERM/SIGINT stop it gracefully when passed in), with the HTTP endpoints
@@ -11,8 +11,8 @@ import Metrics
 /// unless `metricsAddress` is `off`.
 ///
 /// Install controllers on ``manager`` (with ``controllerConfiguration``), then ``run()``.
-/// The manager's metrics go to `registry` directly, so nothing here touches the global
-/// `MetricsSystem` (the executable bootstraps it for everything else).
+/// The manager's metrics go to `registry` directly (and to any additional factories), so nothing
+/// here touches the global `MetricsSystem` (the executable bootstraps it for everything else).
 public final class CapstanApplication: Sendable {
   /// The configuration it was built from.
   public let configuration: RunConfiguration
@@ -34,6 +34,8 @@ public final class CapstanApplication: Sendable {
   ///   - registry: where metrics are collected and what `/metrics` serves.
   ///   - gracefulShutdownSignals: signals that stop the manager gracefully (the executable
   ///     passes SIGTERM and SIGINT; tests none).
+  ///   - additionalMetricsFactories: factories that receive the manager's metrics too (the
+  ///     demo's recorder, for its summary).
   ///   - logger: the manager's logger.
   ///   - httpLogger: the HTTP server's logger (default: `logger`).
   public init(
@@ -41,12 +43,16 @@ public final class CapstanApplication: Sendable {
     backend: any Backend,
     registry: PrometheusCollectorRegistry,
     gracefulShutdownSignals: [UnixSignal] = [],
+    additionalMetricsFactories: [any MetricsFactory] = [],
     logger: Logger,
     httpLogger: Logger? = nil
   ) throws(ManagerError) {
     self.configuration = configuration
     self.registry = registry
-    let metricsFactory = PrometheusMetricsFactory(registry: registry)
+    let prometheus = PrometheusMetricsFactory(registry: registry)
+    let metricsFactory: any MetricsFactory =
+      additionalMetricsFactories.isEmpty
+      ? prometheus : MultiplexMetricsHandler(factories: [prometheus] + additionalMetricsFactories)
     let manager = try Manager(
       backend: backend,
       configuration: ManagerConfiguration(
@@ -56,7 +62,7 @@ public final class CapstanApplication: Sendable {
       logger: logger)
     Gauge(
       label: Self.buildInfoMetric, dimensions: [("service", configuration.serviceName), ("version", Capstan.version)],
-      factory: metricsFactory
+      factory: prometheus
     ).record(1)
     self.manager = manager
     if let address = configuration.metricsAddress {

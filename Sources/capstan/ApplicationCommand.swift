@@ -4,6 +4,7 @@ import CapstanApp
 import CapstanEtcd
 import Foundation
 import Logging
+import PodSetExample
 import Prometheus
 
 /// A command that runs a Capstan process (`run`, `demo`): its settings are validated into a
@@ -87,15 +88,14 @@ enum ApplicationBackend {
   }
 }
 
-/// Where the example controller is installed. The PodSet example (target `PodSetExample`, on
-/// its own branch) is connected here when it lands.
+/// The example controller `run` and `demo` install.
 enum ExampleControllers {
-  /// Installs the example controllers on `application.manager`; returns how many.
-  static func install(in application: CapstanApplication) throws -> Int {
-    // LEAD: connect the PodSet example here, e.g.
-    //   try PodSetOperator.install(in: application.manager, configuration: application.controllerConfiguration)
-    //   return 1
-    // (and add "PodSetExample" to the capstan target's dependencies in Package.swift).
-    return 0
+  /// Installs the PodSet controller (`PodSetExample`) on `application.manager`, with the
+  /// workers, retry limiter and shutdown bound of the run configuration and the controller's
+  /// own predicate (status-only PodSet updates do not trigger a reconcile).
+  static func installPodSets(in application: CapstanApplication) throws(ManagerError) -> PodSetOperator {
+    var configuration = application.controllerConfiguration
+    configuration.predicates = [PodSetReconciler.podSetChanged]
+    return try PodSetOperator(installingIn: application.manager, configuration: configuration)
   }
 }

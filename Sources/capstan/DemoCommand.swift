@@ -1,20 +1,22 @@
 import ArgumentParser
 import Capstan
 import CapstanApp
+import CapstanDemo
 import Logging
+import PodSetExample
 import Prometheus
 import UnixSignals
 
-/// `capstan demo`: the example controller on the embedded store (or etcd), a scripted scenario
-/// that creates and disturbs PodSets, a live progress line, and a summary.
+/// `capstan demo`: the PodSet controller on the embedded store (or etcd), the `CapstanDemo`
+/// scenario that creates and disturbs PodSets, a live progress line, and a summary.
 struct DemoCommand: ApplicationCommand {
   static let configuration = CommandConfiguration(
     commandName: "demo",
     abstract: "Watch Capstan converge: create and disturb PodSets, then check the world matches every spec.",
     discussion: """
       Runs on the embedded store unless --endpoints (or $CAPSTAN_ENDPOINTS) names etcd. Shows a \
-      live progress line on a terminal (plain lines otherwise), then a summary. Exits 0 only if \
-      the world converged.
+      live progress line on a terminal (plain lines otherwise), then a summary; /metrics, \
+      /healthz and /readyz are served while it runs. Exits 0 only if the world converged.
       """
   )
 
@@ -26,17 +28,36 @@ struct DemoCommand: ApplicationCommand {
   @Option(help: "Replicas of each PodSet, 0-1000.")
   var replicas = 5
 
+  @Option(help: "Rounds of disturbance after the first convergence, 0-1000.")
+  var rounds = 3
+
+  @Option(help: "Seed of every random choice, so a run can be repeated.")
+  var seed: UInt64 = 1
+
+  @Option(name: .customLong("converge-timeout"), help: "Seconds each convergence may take, 1-3600.")
+  var convergeTimeoutSeconds = 60
+
   @Option(help: "Keep the embedded store in this directory (snapshots) across runs.")
   var data: String?
 
-  @Option(name: .customLong("ready-timeout"), help: "Seconds to wait for the informers' first list.")
-  var readyTimeoutSeconds = 60
+  /// The scenario's settings (workers come from the run configuration).
+  func demoConfiguration(workers: Int) -> DemoConfiguration {
+    DemoConfiguration(
+      podSets: self.sets, replicas: self.replicas, disturbanceRounds: self.rounds,
+      convergenceTimeout: .seconds(self.convergeTimeoutSeconds), seed: self.seed, workers: workers)
+  }
 
   func validate() throws {
     guard (1...100_000).contains(self.sets) else { throw ValidationError("--sets must be 1-100000, got \(self.sets)") }
     guard (0...1000).contains(self.replicas) else { throw ValidationError("--replicas must be 0-1000, got \(self.replicas)") }
-    guard (1...3600).contains(self.readyTimeoutSeconds) else {
-      throw ValidationError("--ready-timeout must be 1-3600 seconds, got \(self.readyTimeoutSeconds)")
+    guard (0...1000).contains(self.rounds) else { throw ValidationError("--rounds must be 0-1000, got \(self.rounds)") }
+    guard (1...3600).contains(self.convergeTimeoutSeconds) else {
+      throw ValidationError("--converge-timeout must be 1-3600 seconds, got \(self.convergeTimeoutSeconds)")
+    }
+    do {
+      try self.demoConfiguration(workers: RunConfiguration.defaultWorkers).validate()
+    } catch {
+      throw ValidationError(error.description)
     }
   }
 
@@ -54,61 +75,35 @@ struct DemoCommand: ApplicationCommand {
 
   func run(configuration: RunConfiguration, registry: PrometheusCollectorRegistry) async throws -> Int32 {
     let progress = ProgressPrinter.standardOutput()
-    let sets = self.sets
-    let replicas = self.replicas
-    let readyTimeout = Duration.seconds(self.readyTimeoutSeconds)
+    let demoConfiguration = self.demoConfiguration(workers: configuration.workers)
     return try await ApplicationBackend.with(configuration, dataDirectory: self.data) { backend in
+      let metrics = DemoMetrics()
       let application = try CapstanApplication(
         configuration: configuration, backend: backend, registry: registry,
-        gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "capstan.manager"),
-        httpLogger: Logger(label: "capstan.http"))
-      _ = try ExampleControllers.install(in: application)
-      return try await withThrowingTaskGroup(of: DemoOutcome?.self) { group in
+        gracefulShutdownSignals: [.sigterm, .sigint], additionalMetricsFactories: [metrics],
+        logger: Logger(label: "capstan.manager"), httpLogger: Logger(label: "capstan.http"))
+      let podSets = try ExampleControllers.installPodSets(in: application)
+      let scenario = try DemoScenario(
+        configuration: demoConfiguration, backend: backend, manager: application.manager, metrics: metrics,
+        controllerName: podSets.controller.name, logger: Logger(label: "capstan.demo"))
+      return try await withThrowingTaskGroup(of: DemoSummary?.self) { group in
         group.addTask {
           try await application.run()
           return nil  // the manager stopped first: a signal interrupted the demo
         }
         group.addTask {
-          try await application.manager.waitUntilReady(timeout: readyTimeout)
-          return try await DemoScenarioHook.run(
-            application: application, sets: sets, replicas: replicas, progress: progress)
+          try await scenario.run { report in progress.update(report.description) }
         }
         defer { group.cancelAll() }
-        let first = try await group.next() ?? nil
-        guard let outcome = first else {
+        guard let first = try await group.next(), let summary = first else {
           progress.finish(with: ["interrupted: the demo did not finish", "converged: no"])
           return 1
         }
         application.manager.shutdown()
         try await group.waitForAll()
-        progress.finish(with: outcome.summaryLines)
-        return outcome.converged ? 0 : 1
+        progress.finish(with: summary.lines())
+        return summary.converged ? 0 : 1
       }
     }
-  }
-}
-
-/// What the scenario reports: its summary and whether the world converged.
-struct DemoOutcome: Sendable {
-  /// The summary, one line each (`objects: …`, `converged: yes`).
-  var summaryLines: [String]
-  /// Whether the world matched every spec at the end.
-  var converged: Bool
-}
-
-/// Where the `CapstanDemo` scenario is connected.
-enum DemoScenarioHook {
-  /// Runs the scenario against the running `application`, reporting progress on `progress`.
-  static func run(
-    application: CapstanApplication, sets: Int, replicas: Int, progress: ProgressPrinter
-  ) async throws -> DemoOutcome {
-    // LEAD: connect CapstanDemo here, e.g.
-    //   let summary = try await DemoScenario(
-    //     manager: application.manager, configuration: DemoConfiguration(podSets: sets, replicas: replicas,
-    //     workers: application.configuration.workers)).run(progress: { progress.update($0.line) })
-    //   return DemoOutcome(summaryLines: summary.lines(), converged: summary.converged)
-    // (and add "CapstanDemo" to the capstan target's dependencies in Package.swift).
-    progress.update("demo scenario: not connected yet (\(sets) sets × \(replicas) replicas requested)")
-    return DemoOutcome(summaryLines: ["scenario: not connected in this build", "converged: no"], converged: false)
   }
 }

@@ -2,15 +2,16 @@ import ArgumentParser
 import Capstan
 import CapstanApp
 import Logging
+import PodSetExample
 import Prometheus
 import UnixSignals
 
-/// `capstan run`: the example controller against etcd (or the embedded store) until SIGTERM or
+/// `capstan run`: the PodSet example controller against etcd (or the embedded store) until SIGTERM or
 /// SIGINT, with `/metrics`, `/healthz` and `/readyz`.
 struct RunCommand: ApplicationCommand {
   static let configuration = CommandConfiguration(
     commandName: "run",
-    abstract: "Run the example controller until SIGTERM/SIGINT, with /metrics, /healthz and /readyz.",
+    abstract: "Run the PodSet controller until SIGTERM/SIGINT, with /metrics, /healthz and /readyz.",
     discussion: """
       Every setting is read from its flag, else its environment variable, else its default, and \
       all are checked before anything starts: a bad one ends the command with one line naming it. \
@@ -46,12 +47,11 @@ struct RunCommand: ApplicationCommand {
         configuration: configuration, backend: backend, registry: registry,
         gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "capstan.manager"),
         httpLogger: Logger(label: "capstan.http"))
-      let controllers = try ExampleControllers.install(in: application)
-      if controllers == 0 { logger.warning("no controller installed: only the backend and the HTTP endpoints run") }
+      let podSets = try ExampleControllers.installPodSets(in: application)
       logger.info(
         "capstan run starting",
         metadata: [
-          "backend": "\(configuration.backend)", "metrics_addr": "\(configuration.metricsAddress.map(\.description) ?? "off")",
+          "controller": "\(podSets.controller.name)", "backend": "\(configuration.backend)", "metrics_addr": "\(configuration.metricsAddress.map(\.description) ?? "off")",
           "workers": "\(configuration.workers)", "shutdown_timeout": "\(configuration.shutdownTimeout.goDurationDescription)",
         ])
       try await application.run()

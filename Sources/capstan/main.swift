@@ -1,6 +1,7 @@
 import ArgumentParser
 import Capstan
 import CapstanApp
+import CapstanDemo
 import CapstanEtcd
 import CapstanHTTP
 import Foundation
@@ -76,6 +77,7 @@ enum CapstanEntryPoint {
     case let error as InformerError: fail(code: "\(error.code)", message: error.message)
     case let error as ManagerError: fail(code: "\(error.code)", message: error.message)
     case let error as CapstanHTTPServerError: fail(code: error.code.rawValue, message: error.message)
+    case let error as DemoConfigurationError: fail(code: "invalidConfiguration", message: error.description)
     case let error as TxnScriptError: fail(code: "invalidArgument", message: error.description)
     default:
       if isArgumentParserError(error) { CapstanCommand.exit(withError: error) }

@@ -91,6 +91,17 @@ struct CapstanCLITests {
     try CapstanRunCLITests.checkEndpointsThenStop(command, port: port, service: "cli-etcd")
   }
 
+  @Test("demo converges against etcd and exits 0")
+  func demoAgainstEtcd() throws {
+    let server = try suiteServer()
+    let output = try TestCommand.run(
+      try TestCommand.builtProduct("capstan"),
+      ["demo", "--endpoints", server.endpoint, "--sets", "4", "--replicas", "2", "--rounds", "1", "--metrics-addr", "off"],
+      environment: CapstanRunCLITests.environment(), timeout: .seconds(120))
+    #expect(output.exitStatus == 0, "\(output.standardOutput)\n\(output.standardError)")
+    #expect(output.standardOutput.hasSuffix("converged: yes\n"), "\(output.standardOutput)")
+  }
+
   @Test("bench put prints the baseline's one-line format")
   func benchPut() throws {
     let bench = try capstan("bench", "put", "--n", "200", "--concurrency", "8", "--value-size", "64")

@@ -33,12 +33,24 @@ struct CapstanRunCLITests {
     let health = try getWhenUp(port: port, path: "/healthz")
     #expect(health.status == 200, "\(command.standardError)")
     #expect(health.body == "ok\n")
-    let ready = try LoopbackHTTP.get(port: port, path: "/readyz")
-    #expect(ready.status == 200)
+    // The informers sync right after start; /readyz says 503 until they have.
+    var ready = try LoopbackHTTP.get(port: port, path: "/readyz")
+    let deadline = ContinuousClock.now + .seconds(20)
+    while ready.status == 503, ContinuousClock.now < deadline {
+      #expect(ready.body.hasPrefix("informer "), "\(ready.body)")
+      usleep(20_000)
+      ready = try LoopbackHTTP.get(port: port, path: "/readyz")
+    }
+    #expect(ready.status == 200, "\(ready.body)")
     let metrics = try LoopbackHTTP.get(port: port, path: "/metrics")
     #expect(metrics.status == 200)
     #expect(metrics.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
-    #expect(metrics.body.contains(#"capstan_build_info{service="\#(service)",version=""#), "\(metrics.body.prefix(2000))")
+    for expected in [
+      #"capstan_build_info{service="\#(service)",version=""#, #"capstan_informer_synced{resource="podsets"} 1.0"#,
+      #"capstan_informer_synced{resource="pods"} 1.0"#, #"workqueue_depth{name="podsets"}"#,
+    ] {
+      #expect(metrics.body.contains(expected), "\(expected) not in \(metrics.body.prefix(3000))")
+    }
 
     command.send(SIGTERM)
     let output = command.waitForExit(timeout: .seconds(30))
@@ -63,6 +75,18 @@ struct CapstanRunCLITests {
       ["run", "--embedded", "--metrics-addr", "127.0.0.1:\(port)", "--shutdown-timeout", "5s"],
       environment: Self.environment(["SERVICE_NAME": "cli-run-test"]))
     try Self.checkEndpointsThenStop(command, port: port, service: "cli-run-test")
+  }
+
+  @Test("demo converges on the embedded store: plain progress lines, the summary, exit 0")
+  func embeddedDemo() throws {
+    let output = try TestCommand.run(
+      try TestCommand.builtProduct("capstan"),
+      ["demo", "--sets", "6", "--replicas", "2", "--rounds", "1", "--metrics-addr", "off"],
+      environment: Self.environment(), timeout: .seconds(120))
+    #expect(output.exitStatus == 0, "\(output.standardOutput)\n\(output.standardError)")
+    #expect(!output.standardOutput.contains("\r"))
+    #expect(output.standardOutput.hasSuffix("converged: yes\n"), "\(output.standardOutput)")
+    #expect(output.standardOutput.contains("zero-value keys written: 0\n"), "\(output.standardOutput)")
   }
 
   @Test("a bad SERVICE_NAME is one line naming it, and a non-zero exit before anything starts")
