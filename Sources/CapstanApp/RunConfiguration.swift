@@ -10,7 +10,7 @@ public import Logging
 /// |---|---|---|---|
 /// | etcd endpoints | `--endpoints` | `CAPSTAN_ENDPOINTS` | none: the embedded backend where allowed |
 /// | service name | `--service-name` | `SERVICE_NAME` | `capstan` |
-/// | log level | `--log-level` | `LOG_LEVEL` | per command (`run`: info) |
+/// | log level | `--log-level` | `LOG_LEVEL` | per command (`run`: info, `demo`: error) |
 /// | HTTP endpoints | `--metrics-addr` | `CAPSTAN_METRICS_ADDR` | `127.0.0.1:9090`; `off` disables |
 /// | workers per controller | `--workers` | `CAPSTAN_WORKERS` | 2 (1…64) |
 /// | graceful stop bound | `--shutdown-timeout` | `CAPSTAN_SHUTDOWN_TIMEOUT` | `30s` (1s…10m) |

@@ -63,7 +63,7 @@ struct DemoCommand: ApplicationCommand {
 
   func runConfiguration(environment: [String: String]) throws(RunConfigurationError) -> RunConfiguration {
     let configuration = try RunConfiguration(
-      flags: self.settings.flags, environment: environment, endpoints: .embeddedWhenAbsent, defaultLogLevel: .warning)
+      flags: self.settings.flags, environment: environment, endpoints: .embeddedWhenAbsent, defaultLogLevel: .error)
     if self.data != nil, configuration.backend != .embedded {
       throw RunConfigurationError(
         setting: .endpoints, source: self.settings.endpoints == nil ? .environment : .flag,
