@@ -182,14 +182,19 @@ public struct RunConfiguration: Sendable, Equatable {
       && text.utf8.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "-") }
   }
 
-  /// Comma-separated endpoints (blanks around each allowed); `nil` if any is invalid or none given.
+  /// Comma-separated endpoints (blanks around each allowed, an `http://` prefix too); `nil` if any
+  /// is invalid or none given.
   static func parseEndpoints(_ text: String) -> [NetworkAddress]? {
     let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { part in
       String(part.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
     }
     var addresses: [NetworkAddress] = []
     for part in parts {
-      guard let address = NetworkAddress(parsing: part) else { return nil }
+      // etcdctl's form `http://host:port` is the same address (TLS, `https://`, is not supported here).
+      var text = Substring(part)
+      if text.hasPrefix("http://") { text = text.dropFirst("http://".count) }
+      if text.hasSuffix("/") { text = text.dropLast() }
+      guard let address = NetworkAddress(parsing: String(text)) else { return nil }
       addresses.append(address)
     }
     return addresses.isEmpty ? nil : addresses

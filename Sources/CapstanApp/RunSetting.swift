@@ -50,7 +50,7 @@ public enum RunSetting: String, CaseIterable, Sendable, Hashable {
   public var requirement: String {
     switch self {
     case .endpoints:
-      "must be comma-separated host:port (port 1-65535, IPv6 in brackets), e.g. 127.0.0.1:2379"
+      "must be comma-separated host:port (port 1-65535, IPv6 in brackets, no TLS), e.g. 127.0.0.1:2379"
     case .serviceName:
       "must be a DNS-1123 label (lowercase letters, digits, '-', at most 63, starting and ending with a letter or digit)"
     case .logLevel: "must be one of trace, debug, info, notice, warning, error, critical"

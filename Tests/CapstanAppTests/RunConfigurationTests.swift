@@ -41,6 +41,9 @@ struct RunConfigurationTests {
     (.endpoints, "[::1]:2379", { $0.backend == .etcd([NetworkAddress(host: "::1", port: 2379)]) }),
     (.endpoints, "[fe80::1%eth0]:65535", { $0.backend == .etcd([NetworkAddress(host: "fe80::1%eth0", port: 65535)]) }),
     (.endpoints, "localhost:1", { $0.backend == .etcd([NetworkAddress(host: "localhost", port: 1)]) }),
+    (.endpoints, "http://10.0.0.1:2379/,http://[::1]:2379", {
+      $0.backend == .etcd([NetworkAddress(host: "10.0.0.1", port: 2379), NetworkAddress(host: "::1", port: 2379)])
+    }),
     (.serviceName, "podset-operator", { $0.serviceName == "podset-operator" }),
     (.serviceName, "a", { $0.serviceName == "a" }),
     (.serviceName, "0x", { $0.serviceName == "0x" }),
@@ -85,7 +88,8 @@ struct RunConfigurationTests {
     (.endpoints, "[::1]2379"),
     (.endpoints, "[not-v6]:2379"),
     (.endpoints, "127.0.0.1:2379,"),
-    (.endpoints, "http://127.0.0.1:2379"),
+    (.endpoints, "https://127.0.0.1:2379"),
+    (.endpoints, "unix:///tmp/etcd.sock"),
     (.endpoints, "bad_host:2379"),
     (.endpoints, "-bad.host:2379"),
     (.serviceName, "My_Svc"),
