@@ -91,7 +91,7 @@ let package = Package(
     // Swift Testing helpers shared by the test targets (the suite-scoped etcd trait).
     .target(
       name: "CapstanTestSupport",
-      dependencies: ["CapstanTesting"],
+      dependencies: ["Capstan", "CapstanTesting"],
       swiftSettings: strictSwiftSettings
     ),
     // The operational HTTP endpoints of a running manager: /metrics, /healthz, /readyz.
@@ -215,7 +215,7 @@ let package = Package(
     .testTarget(
       name: "CapstanAppTests",
       dependencies: [
-        "CapstanApp", "Capstan", "CapstanHTTP", "CapstanTesting",
+        "CapstanApp", "Capstan", "CapstanHTTP", "CapstanTesting", "CapstanTestSupport",
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "PropertyBased", package: "swift-property-based"),

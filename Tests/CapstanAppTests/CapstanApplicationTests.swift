@@ -2,6 +2,7 @@ import Capstan
 import CapstanApp
 import CapstanHTTP
 import CapstanTesting
+import CapstanTestSupport
 import Foundation
 import Logging
 import Prometheus
@@ -128,30 +129,17 @@ final class Gate: Sendable {
 }
 
 /// A backend whose ranges wait for a ``Gate``; everything else goes straight through.
-struct GatedBackend: Backend {
-  let base: any Backend
+struct GatedBackend: ForwardingBackend {
+  let wrapped: any Backend
   let gate: Gate
 
   init(_ base: any Backend, gate: Gate) {
-    self.base = base
+    self.wrapped = base
     self.gate = gate
   }
 
-  func currentRevision() async throws -> Int64 { try await self.base.currentRevision() }
   func range(_ range: KeyRange, options: BackendRangeOptions) async throws -> BackendRangePage {
     await self.gate.wait()
-    return try await self.base.range(range, options: options)
+    return try await self.wrapped.range(range, options: options)
   }
-  func put(_ key: String, value: Data, lease: Int64?) async throws -> BackendWriteResult {
-    try await self.base.put(key, value: value, lease: lease)
-  }
-  func delete(_ range: KeyRange) async throws -> BackendDeleteResult { try await self.base.delete(range) }
-  func txn(_ txn: BackendTxn) async throws -> BackendTxnResult { try await self.base.txn(txn) }
-  func watch(_ range: KeyRange, options: BackendWatchOptions) -> BackendWatchStream { self.base.watch(range, options: options) }
-  func requestWatchProgress() async throws -> Int64 { try await self.base.requestWatchProgress() }
-  func grantLease(ttl: Int64) async throws -> BackendLease { try await self.base.grantLease(ttl: ttl) }
-  func revokeLease(_ id: Int64) async throws { try await self.base.revokeLease(id) }
-  func leaseTimeToLive(_ id: Int64) async throws -> Int64 { try await self.base.leaseTimeToLive(id) }
-  func keepAlive(_ lease: BackendLease) -> BackendLeaseKeepAlive { self.base.keepAlive(lease) }
-  func compact(revision: Int64) async throws { try await self.base.compact(revision: revision) }
 }

@@ -1,4 +1,5 @@
 import Capstan
+import CapstanTestSupport
 import PodSetExample
 import PropertyBased
 import Testing

@@ -1,4 +1,5 @@
 import Capstan
+import CapstanTestSupport
 import Foundation
 import PodSetExample
 import Testing

@@ -8,22 +8,11 @@ import Synchronization
 
 let silentLogger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
-/// Polls `condition` until it holds, failing after `timeout`.
-func eventually(
-  _ what: String, timeout: Duration = .seconds(20), _ condition: @Sendable () async throws -> Bool
-) async throws {
-  let deadline = ContinuousClock.now + timeout
-  while ContinuousClock.now < deadline {
-    if try await condition() { return }
-    try await Task.sleep(for: .milliseconds(20))
-  }
-  throw TestTimeout(message: "timed out waiting for \(what)")
-}
 
 /// A backend that counts the transactions that wrote (put or deleted) under a prefix and
 /// succeeded, forwarding everything to a `MemoryBackend`.
-final class WriteCountingBackend: Backend {
-  let wrapped = MemoryBackend()
+final class WriteCountingBackend: ForwardingBackend {
+  let wrapped: any Backend = MemoryBackend()
   private let writes = Mutex<[String: Int]>([:])
 
   /// Successful writing transactions per key.
@@ -43,24 +32,6 @@ final class WriteCountingBackend: Backend {
     }
     return result
   }
-
-  func watch(_ range: KeyRange, options: BackendWatchOptions) -> BackendWatchStream {
-    self.wrapped.watch(range, options: options)
-  }
-  func currentRevision() async throws -> Int64 { try await self.wrapped.currentRevision() }
-  func range(_ range: KeyRange, options: BackendRangeOptions) async throws -> BackendRangePage {
-    try await self.wrapped.range(range, options: options)
-  }
-  func put(_ key: String, value: Data, lease: Int64?) async throws -> BackendWriteResult {
-    try await self.wrapped.put(key, value: value, lease: lease)
-  }
-  func delete(_ range: KeyRange) async throws -> BackendDeleteResult { try await self.wrapped.delete(range) }
-  func requestWatchProgress() async throws -> Int64 { try await self.wrapped.requestWatchProgress() }
-  func grantLease(ttl: Int64) async throws -> BackendLease { try await self.wrapped.grantLease(ttl: ttl) }
-  func revokeLease(_ id: Int64) async throws { try await self.wrapped.revokeLease(id) }
-  func leaseTimeToLive(_ id: Int64) async throws -> Int64 { try await self.wrapped.leaseTimeToLive(id) }
-  func keepAlive(_ lease: BackendLease) -> BackendLeaseKeepAlive { self.wrapped.keepAlive(lease) }
-  func compact(revision: Int64) async throws { try await self.wrapped.compact(revision: revision) }
 }
 
 /// Counts `controller_runtime_reconcile_total` (every result) of the controllers it is given to.

@@ -68,17 +68,6 @@ extension Backend {
   }
 }
 
-/// Polls `condition` until it holds, failing after `timeout`.
-func eventually(
-  _ what: String, timeout: Duration = .seconds(20), _ condition: @Sendable () async throws -> Bool
-) async throws {
-  let deadline = ContinuousClock.now + timeout
-  while ContinuousClock.now < deadline {
-    if try await condition() { return }
-    try await Task.sleep(for: .milliseconds(20))
-  }
-  throw TestTimeout(message: "timed out waiting for \(what)")
-}
 
 /// Wraps a backend so a test can end every open watch with a transient error (at the watch's
 /// next event, or at once if it is idle when the next event arrives): fault injection for any
@@ -129,29 +118,3 @@ final class WatchBreakingBackend: ForwardingBackend {
 
 }
 
-/// A test backend that changes one behaviour of a wrapped backend and forwards everything else.
-protocol ForwardingBackend: Backend {
-  var wrapped: any Backend { get }
-}
-
-extension ForwardingBackend {
-  func watch(_ range: KeyRange, options: BackendWatchOptions) -> BackendWatchStream {
-    self.wrapped.watch(range, options: options)
-  }
-
-  func currentRevision() async throws -> Int64 { try await self.wrapped.currentRevision() }
-  func range(_ range: KeyRange, options: BackendRangeOptions) async throws -> BackendRangePage {
-    try await self.wrapped.range(range, options: options)
-  }
-  func put(_ key: String, value: Data, lease: Int64?) async throws -> BackendWriteResult {
-    try await self.wrapped.put(key, value: value, lease: lease)
-  }
-  func delete(_ range: KeyRange) async throws -> BackendDeleteResult { try await self.wrapped.delete(range) }
-  func txn(_ txn: BackendTxn) async throws -> BackendTxnResult { try await self.wrapped.txn(txn) }
-  func requestWatchProgress() async throws -> Int64 { try await self.wrapped.requestWatchProgress() }
-  func grantLease(ttl: Int64) async throws -> BackendLease { try await self.wrapped.grantLease(ttl: ttl) }
-  func revokeLease(_ id: Int64) async throws { try await self.wrapped.revokeLease(id) }
-  func leaseTimeToLive(_ id: Int64) async throws -> Int64 { try await self.wrapped.leaseTimeToLive(id) }
-  func keepAlive(_ lease: BackendLease) -> BackendLeaseKeepAlive { self.wrapped.keepAlive(lease) }
-  func compact(revision: Int64) async throws { try await self.wrapped.compact(revision: revision) }
-}
