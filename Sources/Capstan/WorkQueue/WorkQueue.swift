@@ -28,7 +28,8 @@ import Synchronization
 ///   `workqueue_dropped_total` (keys dropped after their maximum retries).
 ///   The two processing gauges are updated whenever a key starts or finishes processing; call
 ///   ``updateUnfinishedWorkMetrics()`` periodically (say each second, or before a scrape) to keep
-///   them moving while long keys run.
+///   them moving while long keys run. With swift-metrics' no-op factory (a process that
+///   bootstrapped none) the queue computes no durations or gauges and reads no clock for them.
 public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   /// How a queue behaves.
   public struct Configuration: Sendable {
