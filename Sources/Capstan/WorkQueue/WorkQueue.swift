@@ -28,7 +28,8 @@ import Synchronization
 ///   `workqueue_dropped_total` (keys dropped after their maximum retries).
 ///   The two processing gauges are updated whenever a key starts or finishes processing; call
 ///   ``updateUnfinishedWorkMetrics()`` periodically (say each second, or before a scrape) to keep
-///   them moving while long keys run.
+///   them moving while long keys run. With swift-metrics' no-op factory (a process that
+///   bootstrapped none) the queue computes no durations or gauges and reads no clock for them.
 public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   /// How a queue behaves.
   public struct Configuration: Sendable {
@@ -85,7 +86,9 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
     self.metrics = WorkQueueMetrics(name: name, factory: configuration.metricsFactory)
     self.time = WorkQueueTimeSource(configuration.clock)
     self.state = Mutex(
-      WorkQueueState(rateLimiter: configuration.rateLimiter, lowPriorityAging: configuration.lowPriorityAging))
+      WorkQueueState(
+        rateLimiter: configuration.rateLimiter, lowPriorityAging: configuration.lowPriorityAging,
+        time: self.time, recordsTimes: self.metrics.isRecorded))
   }
 
   // MARK: adding
@@ -94,9 +97,8 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   /// ignored after shutdown).
   @inlinable
   public func add(_ key: Key, priority: WorkQueuePriority = .normal) {
-    let now = self.time.now()
-    self.withState(now: now) { state, effects in
-      state.add(key, priority: priority, now: now, effects: &effects)
+    self.withState { state, now, effects in
+      state.add(key, priority: priority, now: &now, effects: &effects)
     }
   }
 
@@ -104,9 +106,8 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   /// already waiting, the earlier due time wins. Ignored after shutdown.
   @inlinable
   public func add(_ key: Key, after delay: Duration, priority: WorkQueuePriority = .normal) {
-    let now = self.time.now()
-    let accepted = self.withState(now: now) { state, effects in
-      state.add(key, after: delay, priority: priority, now: now, effects: &effects)
+    let accepted = self.withState { state, now, effects in
+      state.add(key, after: delay, priority: priority, now: &now, effects: &effects)
     }
     if accepted { self.metrics.retries.increment() }
   }
@@ -117,9 +118,8 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   /// forgotten), or the queue is shut down.
   @discardableResult
   public func addRateLimited(_ key: Key) -> Bool {
-    let now = self.time.now()
-    let decision = self.withState(now: now) { state, effects in
-      state.addRateLimited(key, maxRetries: self.maxRetries, now: now, effects: &effects)
+    let decision = self.withState { state, now, effects in
+      state.addRateLimited(key, maxRetries: self.maxRetries, now: &now, effects: &effects)
     }
     switch decision {
     case .scheduled:
@@ -156,31 +156,51 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   ///
   /// The caller owns the key until it calls ``done(_:)``; meanwhile no other `get()` returns it.
   @inlinable
+  @inline(__always)
   public func get() async -> Key? {
-    var previousWaiter: UInt64?
+    // The common case, a key is ready, takes no suspension point and no call to an async function.
+    switch self.attempt(previousWaiter: nil) {
+    case .key(let key, _):
+      return key
+    case .finished:
+      return nil
+    case .wait(let id, let deadline):
+      return await self.waitForKey(id, deadline: deadline)
+    }
+  }
+
+  /// One step of `get()`: takes a ready key, or finds the queue finished, or registers a waiter.
+  @inlinable
+  func attempt(previousWaiter: UInt64?) -> WorkQueueAttempt<Key> {
+    var now = WorkQueueNow()
+    let (attempt, effects, gauges) = self.state.withLock { state in
+      var effects = WorkQueueEffects<Key>()
+      let attempt = state.attempt(now: &now, previousWaiter: previousWaiter, effects: &effects)
+      let gauges = state.gauges(now: &now, processingChanged: effects.handoffs > 0 || Self.isKey(attempt))
+      return (attempt, effects, gauges)
+    }
+    self.finish(effects, gauges: gauges)
+    if case .key(_, let queued?) = attempt { self.metrics.record(queued, in: self.metrics.queueDuration) }
+    return attempt
+  }
+
+  /// The rest of `get()` once it waits as waiter `id`: until a key is handed to it, or it is
+  /// woken to look again.
+  @inlinable
+  func waitForKey(_ id: UInt64, deadline: Duration?) async -> Key? {
+    var waiter = (id: id, deadline: deadline)
     while true {
-      let now = self.time.now()
-      var gauges = WorkQueueGauges(depth: 0)
-      let (attempt, effects) = self.state.withLock { state in
-        var effects = WorkQueueEffects<Key>()
-        let attempt = state.attempt(
-          now: now, previousWaiter: previousWaiter, cancelled: Task.isCancelled, effects: &effects)
-        gauges = state.gauges(now: now, processingChanged: effects.handoffs > 0 || Self.isKey(attempt))
-        return (attempt, effects)
-      }
-      self.finish(effects, gauges: gauges)
-      switch attempt {
-      case .key(let key, let queued):
-        self.metrics.record(queued, in: self.metrics.queueDuration)
+      switch await self.wait(waiter.id, deadline: waiter.deadline) {
+      case .key(let key):
         return key
-      case .finished:
-        return nil
-      case .wait(let id, let deadline):
-        switch await self.wait(id, deadline: deadline) {
-        case .key(let key):
+      case .retry:
+        switch self.attempt(previousWaiter: waiter.id) {
+        case .key(let key, _):
           return key
-        case .retry:
-          previousWaiter = id
+        case .finished:
+          return nil
+        case .wait(let id, let deadline):
+          waiter = (id, deadline)
         }
       }
     }
@@ -189,15 +209,14 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   /// Marks `key` processed. If it was added again meanwhile, it is queued again now.
   @inlinable
   public func done(_ key: Key) {
-    let now = self.time.now()
-    var gauges = WorkQueueGauges(depth: 0)
-    let (worked, effects) = self.state.withLock { state in
+    var now = WorkQueueNow()
+    let (worked, effects, gauges) = self.state.withLock { state in
       var effects = WorkQueueEffects<Key>()
-      state.promoteDue(now: now, effects: &effects)
-      let worked = state.done(key, now: now, effects: &effects)
+      state.promoteDue(now: &now, effects: &effects)
+      let worked = state.done(key, now: &now, effects: &effects)
       state.ensureTimekeeper(effects: &effects)
-      gauges = state.gauges(now: now, processingChanged: true)
-      return (worked, effects)
+      let gauges = state.gauges(now: &now, processingChanged: true)
+      return (worked, effects, gauges)
     }
     self.finish(effects, gauges: gauges)
     if let worked { self.metrics.record(worked, in: self.metrics.workDuration) }
@@ -209,8 +228,7 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   /// `.abandon` drops them. Keys not yet due are dropped either way. Waiting `get()`s return nil
   /// once nothing is left to hand out. A `.drain` can be escalated to `.abandon` later.
   public func shutDown(_ mode: WorkQueueShutdownMode = .drain) {
-    let now = self.time.now()
-    let dropped = self.withState(now: now) { state, effects in
+    let dropped = self.withState { state, _, effects in
       state.shutDown(mode, effects: &effects)
     }
     self.logger.info(
@@ -226,8 +244,7 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   /// Keys ready to be handed out (the depth; keys being processed or not yet due are not counted).
   @inlinable
   public var count: Int {
-    let now = self.time.now()
-    return self.withState(now: now) { state, _ in state.readyCount }
+    self.withState { state, _, _ in state.readyCount }
   }
 
   /// Keys waiting for their delay to pass.
@@ -240,13 +257,12 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
   /// and `workqueue_longest_running_processor_seconds` as of now.
   @inlinable
   public func updateUnfinishedWorkMetrics() {
-    let now = self.time.now()
-    var gauges = WorkQueueGauges(depth: 0)
-    let effects = self.state.withLock { state in
+    var now = WorkQueueNow()
+    let (effects, gauges) = self.state.withLock { state in
       var effects = WorkQueueEffects<Key>()
-      state.promoteDue(now: now, effects: &effects)
-      gauges = state.gauges(now: now, processingChanged: true)
-      return effects
+      state.promoteDue(now: &now, effects: &effects)
+      let gauges = state.gauges(now: &now, processingChanged: true)
+      return (effects, gauges)
     }
     self.finish(effects, gauges: gauges)
   }
@@ -259,32 +275,43 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
     return false
   }
 
-  /// Runs `body` on the state after moving due keys, then does the effects.
+  /// Runs `body` on the state after moving due keys, then does the effects. The clock is read
+  /// (once) only if something needs the time.
   @discardableResult
   @inlinable
   func withState<Result: Sendable>(
-    now: Duration, _ body: (inout WorkQueueState<Key>, inout WorkQueueEffects<Key>) -> Result
+    _ body: (inout WorkQueueState<Key>, inout WorkQueueNow, inout WorkQueueEffects<Key>) -> Result
   ) -> Result {
-    var gauges = WorkQueueGauges(depth: 0)
-    let (result, effects) = self.state.withLock { state in
+    var now = WorkQueueNow()
+    let (result, effects, gauges) = self.state.withLock { state in
       var effects = WorkQueueEffects<Key>()
-      state.promoteDue(now: now, effects: &effects)
-      let result = body(&state, &effects)
+      state.promoteDue(now: &now, effects: &effects)
+      let result = body(&state, &now, &effects)
       state.ensureTimekeeper(effects: &effects)
-      gauges = state.gauges(now: now, processingChanged: effects.handoffs > 0)
-      return (result, effects)
+      let gauges = state.gauges(now: &now, processingChanged: effects.handoffs > 0)
+      return (result, effects, gauges)
     }
     self.finish(effects, gauges: gauges)
     return result
   }
 
-  /// Resumes woken waiters and records what changed.
+  /// Resumes woken waiters and records what changed (gauges are nil when no metrics are
+  /// recorded).
   @inlinable
-  func finish(_ effects: WorkQueueEffects<Key>, gauges: WorkQueueGauges) {
-    for (continuation, wake) in effects.resumes { continuation.resume(returning: wake) }
+  func finish(_ effects: WorkQueueEffects<Key>, gauges: WorkQueueGauges?) {
+    if let resumes = effects.resumes { Self.resume(resumes) }
+    guard let gauges else { return }
     if effects.adds > 0 { self.metrics.adds.increment(by: effects.adds) }
     for _ in 0..<effects.handoffs { self.metrics.record(.zero, in: self.metrics.queueDuration) }
     self.metrics.record(gauges)
+  }
+
+  /// Resumes woken waiters. Kept out of line: its continuation types take metadata look-ups that
+  /// the common case, with nobody to wake, should not pay.
+  @inlinable
+  @inline(never)
+  static func resume(_ resumes: [WorkQueueEffects<Key>.Resume]) {
+    for (continuation, wake) in resumes { continuation.resume(returning: wake) }
   }
 
   /// Waits as waiter `id`; the timekeeper (with a deadline) also sleeps on the clock until then.
@@ -298,8 +325,7 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
         } catch {
           return
         }
-        let now = self.time.now()
-        self.withState(now: now) { state, effects in state.timerFired(id, now: now, effects: &effects) }
+        self.withState { state, now, effects in state.timerFired(id, now: &now, effects: &effects) }
       }
       let wake = await self.suspend(id)
       group.cancelAll()
@@ -316,8 +342,7 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
         }
       }
     } onCancel: {
-      let now = self.time.now()
-      self.withState(now: now) { state, effects in state.cancel(id, effects: &effects) }
+      self.withState { state, _, effects in state.cancel(id, effects: &effects) }
     }
   }
 }
@@ -330,7 +355,16 @@ struct WorkQueueTimeSource: Sendable {
   /// Sleeps until the given time since the queue was made.
   @usableFromInline let sleep: @Sendable (Duration) async throws -> Void
 
-  init(_ clock: some Clock<Duration>) {
+  init(_ clock: any Clock<Duration>) {
+    // The usual clock gets code specialized for it (no generic calls per read).
+    if let continuous = clock as? ContinuousClock {
+      self.init(specializedFor: continuous)
+    } else {
+      self.init(specializedFor: clock)
+    }
+  }
+
+  private init(specializedFor clock: some Clock<Duration>) {
     let origin = clock.now
     self.now = { origin.duration(to: clock.now) }
     self.sleep = { try await clock.sleep(until: origin.advanced(by: $0), tolerance: nil) }

@@ -20,8 +20,12 @@ struct WorkQueueMetrics: Sendable {
   @usableFromInline let retries: Counter
   /// Keys dropped after their maximum retries.
   @usableFromInline let dropped: Counter
+  /// Whether the metrics go anywhere: false with swift-metrics' no-op factory (a process that
+  /// bootstrapped none), where the queue then reads no clock for durations and gauges.
+  @usableFromInline let isRecorded: Bool
 
   init(name: String, factory: any MetricsFactory) {
+    self.isRecorded = !(factory is NOOPMetricsHandler)
     let dimensions = [("name", name)]
     self.depth = Gauge(label: "workqueue_depth", dimensions: dimensions, factory: factory)
     self.adds = Counter(label: "workqueue_adds_total", dimensions: dimensions, factory: factory)

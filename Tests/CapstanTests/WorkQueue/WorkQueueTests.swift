@@ -1,5 +1,6 @@
 import Capstan
 import Logging
+import Metrics
 import Testing
 
 @Suite struct WorkQueueTests {
@@ -16,8 +17,9 @@ import Testing
     #expect(queue.count == 0)
   }
 
-  @Test func aKeyAddedWhileProcessingIsHandedOutAgainOnlyAfterDone() async {
-    let queue = WorkQueueFixture().queue
+  @Test(arguments: [true, false])
+  func aKeyAddedWhileProcessingIsHandedOutAgainOnlyAfterDone(recordingMetrics: Bool) async {
+    let queue = WorkQueueFixture(recordingMetrics: recordingMetrics).queue
     queue.add("a")
     #expect(await queue.get() == "a")
     queue.add("a")
@@ -70,8 +72,9 @@ import Testing
 
   // MARK: delays
 
-  @Test func aDelayedKeyIsReadyWhenDue() async {
-    let fixture = WorkQueueFixture()
+  @Test(arguments: [true, false])
+  func aDelayedKeyIsReadyWhenDue(recordingMetrics: Bool) async {
+    let fixture = WorkQueueFixture(recordingMetrics: recordingMetrics)
     let queue = fixture.queue
     queue.add("a", after: .seconds(2))
     #expect(queue.count == 0)
@@ -208,8 +211,9 @@ import Testing
 
   // MARK: priorities
 
-  @Test func lowPriorityKeysGoBehindNormalOnes() async {
-    let queue = WorkQueueFixture().queue
+  @Test(arguments: [true, false])
+  func lowPriorityKeysGoBehindNormalOnes(recordingMetrics: Bool) async {
+    let queue = WorkQueueFixture(recordingMetrics: recordingMetrics).queue
     queue.add("resync-1", priority: .low)
     queue.add("resync-2", priority: .low)
     queue.add("change")
@@ -218,8 +222,9 @@ import Testing
     #expect(order == ["change", "resync-1", "resync-2"])
   }
 
-  @Test func aNormalAddRaisesAQueuedLowKey() async {
-    let queue = WorkQueueFixture().queue
+  @Test(arguments: [true, false])
+  func aNormalAddRaisesAQueuedLowKey(recordingMetrics: Bool) async {
+    let queue = WorkQueueFixture(recordingMetrics: recordingMetrics).queue
     queue.add("x", priority: .low)
     queue.add("y")
     queue.add("x")
@@ -231,8 +236,9 @@ import Testing
     #expect(queue.count == 0)
   }
 
-  @Test func aLowKeyOlderThanTheAgingIsServedAsNormal() async {
-    let fixture = WorkQueueFixture(lowPriorityAging: .seconds(5))
+  @Test(arguments: [true, false])
+  func aLowKeyOlderThanTheAgingIsServedAsNormal(recordingMetrics: Bool) async {
+    let fixture = WorkQueueFixture(lowPriorityAging: .seconds(5), recordingMetrics: recordingMetrics)
     let queue = fixture.queue
     queue.add("old-resync", priority: .low)
     fixture.clock.advance(by: .seconds(4))
@@ -244,8 +250,9 @@ import Testing
     #expect(order == ["change-before", "old-resync", "change-after"])
   }
 
-  @Test func lowPriorityKeysNeverStarveUnderAStreamOfChanges() async {
-    let fixture = WorkQueueFixture(lowPriorityAging: .seconds(5))
+  @Test(arguments: [true, false])
+  func lowPriorityKeysNeverStarveUnderAStreamOfChanges(recordingMetrics: Bool) async {
+    let fixture = WorkQueueFixture(lowPriorityAging: .seconds(5), recordingMetrics: recordingMetrics)
     let queue = fixture.queue
     let initialList = (0..<50).map { "list-\($0)" }
     for key in initialList { queue.add(key, priority: .low) }
@@ -267,10 +274,58 @@ import Testing
     }
   }
 
+  @Test(arguments: [true, false])
+  func aNormalKeyQueuedBeforeALowOneIsServedFirstEvenWhenTheLowOneHasAged(recordingMetrics: Bool) async {
+    // Without metrics the queue reads no clock for a `.normal` key added while no `.low` key is
+    // queued: it must still count as older than every `.low` key added after it.
+    let fixture = WorkQueueFixture(lowPriorityAging: .seconds(5), recordingMetrics: recordingMetrics)
+    let queue = fixture.queue
+    queue.add("change")
+    fixture.clock.advance(by: .seconds(10))
+    queue.add("resync", priority: .low)
+    fixture.clock.advance(by: .seconds(10))
+    queue.add("later-change")
+    var order: [String?] = []
+    for _ in 0..<3 { order.append(await queue.get()) }
+    #expect(order == ["change", "resync", "later-change"])
+  }
+
+  @Test(arguments: [true, false])
+  func withZeroAgingLowKeysKeepTheirPlaceAmongNormalOnes(recordingMetrics: Bool) async {
+    let fixture = WorkQueueFixture(lowPriorityAging: .zero, recordingMetrics: recordingMetrics)
+    let queue = fixture.queue
+    queue.add("first")
+    fixture.clock.advance(by: .seconds(1))
+    queue.add("resync", priority: .low)
+    fixture.clock.advance(by: .seconds(1))
+    queue.add("last")
+    var order: [String?] = []
+    for _ in 0..<3 { order.append(await queue.get()) }
+    #expect(order == ["first", "resync", "last"])
+  }
+
+  @Test func withoutMetricsTheQueueReadsNoClockForPlainKeys() async {
+    let clock = CountingClock()
+    let queue = WorkQueue<Int>(
+      name: "quiet", configuration: .init(clock: clock, metricsFactory: NOOPMetricsHandler.instance))
+    let reads = clock.reads
+    for key in 0..<10 { queue.add(key) }
+    queue.add(3)
+    for _ in 0..<10 {
+      let key = await queue.get()!
+      queue.done(key)
+    }
+    #expect(queue.count == 0)
+    #expect(clock.reads == reads, "no clock read for adds, gets and dones of .normal keys")
+    queue.add(42, priority: .low)
+    #expect(clock.reads > reads, ".low keys are timed for aging")
+  }
+
   // MARK: shutdown
 
-  @Test func drainHandsOutQueuedKeysThenNil() async {
-    let queue = WorkQueueFixture().queue
+  @Test(arguments: [true, false])
+  func drainHandsOutQueuedKeysThenNil(recordingMetrics: Bool) async {
+    let queue = WorkQueueFixture(recordingMetrics: recordingMetrics).queue
     queue.add("a")
     queue.add("b")
     #expect(await queue.get() == "a")
@@ -303,8 +358,9 @@ import Testing
     }
   }
 
-  @Test func abandonDropsQueuedKeys() async {
-    let queue = WorkQueueFixture().queue
+  @Test(arguments: [true, false])
+  func abandonDropsQueuedKeys(recordingMetrics: Bool) async {
+    let queue = WorkQueueFixture(recordingMetrics: recordingMetrics).queue
     queue.add("a")
     queue.add("b")
     #expect(await queue.get() == "a")
