@@ -311,3 +311,102 @@ struct IngestBenchmark {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
   }
 }
+
+/// `capstan bench list`: an informer's initial list of N Pods from etcd (the paginated list at one
+/// revision into a cache with 3 indexes), next to a plain paginated range of the same keys with
+/// Capstan's client. Compare with `etcd-go-baseline range --n N --page P --value-size B` (same key
+/// count and value size; `scripts/bench-list-vs-go` runs both).
+struct BenchListCommand: EtcdCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "list",
+    abstract: "Benchmark an informer's initial list of N Pods from etcd.",
+    discussion: """
+      Writes N distinct ~1.6 KB Pod documents (64 writers) under /registry/<random plural>/, then \
+      prints two lines: \
+      range: N ops in S s = R ops/s  (a paginated range of the keys, as etcd-go-baseline range) and \
+      informer-list: N objects in S s = R objects/s (M MB/s)  (an informer with 3 indexes, from \
+      run() to synced). The keys are deleted at the end.
+      """)
+
+  @Option(name: .customLong("n"), help: "Number of Pods.")
+  var count = 100_000
+
+  @Option(help: "Keys per range request (the informer's page size too).")
+  var page = 1000
+
+  @OptionGroup var etcd: EtcdOptions
+
+  func validate() throws {
+    guard self.count > 0 else { throw ValidationError("--n must be positive") }
+    guard self.page > 0 else { throw ValidationError("--page must be positive") }
+  }
+
+  func run() async throws {
+    let (count, page) = (self.count, self.page)
+    let lines = try await self.etcd.withClient { client in
+      let layout = ResourceLayout(
+        kind: "Pod", plural: "benchpods\(String(UInt32.random(in: .min ... .max), radix: 16))", isNamespaced: true)
+      let prefix = layout.prefix
+      do {
+        let lines = try await Self.measure(client: client, layout: layout, count: count, page: page)
+        try await client.delete(.prefix(prefix), timeout: BenchWorkload.cleanupTimeout)
+        return lines
+      } catch {
+        _ = try? await client.delete(.prefix(prefix), timeout: BenchWorkload.cleanupTimeout)
+        throw error
+      }
+    }
+    StandardStreams.writeLines(lines)
+  }
+
+  static func measure(client: EtcdClient, layout: ResourceLayout, count: Int, page: Int) async throws -> [String] {
+    let concurrency = 64
+    let clock = ContinuousClock()
+    var bytes = 0
+    for index in 0..<count { bytes += PodFixture.document(index: index).count }
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      for writer in 0..<concurrency {
+        group.addTask {
+          for index in stride(from: writer, to: count, by: concurrency) {
+            let key = layout.key(namespace: PodFixture.namespace(index: index), name: PodFixture.name(index: index))
+            try await client.put(key: Data(key.utf8), value: PodFixture.data(index: index))
+          }
+        }
+      }
+      try await group.waitForAll()
+    }
+
+    // A plain paginated range of the same keys (what etcd-go-baseline's range does).
+    let rangeStart = clock.now
+    let rangeEnd = EtcdKeyRange.prefix(layout.prefix).rangeEnd
+    var ranged = 0
+    var key = Data(layout.prefix.utf8)
+    while true {
+      let result = try await client.range(EtcdKeyRange(key: key, rangeEnd: rangeEnd), options: RangeOptions(limit: Int64(page)))
+      ranged += result.kvs.count
+      guard result.more, let last = result.kvs.last else { break }
+      key = last.key + Data([0])
+    }
+    let rangeLine = BenchWorkload.report("range", count: ranged, elapsed: clock.now - rangeStart)
+
+    // The informer's initial list into a cache with 3 indexes.
+    let logger = Logger(label: "capstan.bench.list") { _ in SwiftLogNoOpLogHandler() }
+    let informer = try Informer(
+      layout: layout, backend: EtcdBackend(client: client), indexes: IngestBenchmark.indexes,
+      configuration: InformerConfiguration(pageSize: page), logger: logger)
+    let listStart = clock.now
+    let listed: (Int, Duration) = try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await informer.run() }
+      let cache = try await informer.waitForSync(timeout: .seconds(600))
+      let elapsed = clock.now - listStart
+      group.cancelAll()
+      return (cache.count, elapsed)
+    }
+    let seconds = IngestBenchmark.seconds(listed.1)
+    let listLine =
+      "informer-list: \(listed.0) objects in \(String(format: "%.3f", seconds)) s = "
+      + "\(String(format: "%.0f", Double(listed.0) / seconds)) objects/s "
+      + "(\(String(format: "%.1f", Double(bytes) / seconds / 1e6)) MB/s)"
+    return [rangeLine, listLine]
+  }
+}

@@ -42,7 +42,7 @@ struct BenchCommand: AsyncParsableCommand {
     abstract: "Benchmark Capstan's etcd client (workloads of etcd-go-baseline) and its ingest.",
     subcommands: [
       BenchPutCommand.self, BenchWatchCommand.self, BenchReplayCommand.self, BenchRangeCommand.self,
-      BenchIngestCommand.self,
+      BenchIngestCommand.self, BenchListCommand.self,
     ]
   )
 }
