@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// One lock-protected shard of cache state. A class so shards can sit in an array (`Mutex` is
@@ -30,6 +31,24 @@ enum FNV1a {
     return hash
   }
 
+  /// Whether two strings have the same UTF-8 bytes (how the cache compares keys and values, as
+  /// etcd compares keys; Swift's `==` follows canonical equivalence). Compares in place.
+  @inline(__always)
+  static func sameUTF8(_ lhs: String, _ rhs: String) -> Bool {
+    guard lhs.utf8.count == rhs.utf8.count else { return false }
+    var lhs = lhs
+    var rhs = rhs
+    return lhs.withUTF8 { left in
+      rhs.withUTF8 { right in left.count == 0 || memcmp(left.baseAddress!, right.baseAddress!, left.count) == 0 }
+    }
+  }
+
+  /// Whether two byte buffers are equal.
+  @inline(__always)
+  static func sameBytes(_ lhs: UnsafeBufferPointer<UInt8>, _ rhs: UnsafeBufferPointer<UInt8>) -> Bool {
+    lhs.count == rhs.count && (lhs.count == 0 || memcmp(lhs.baseAddress!, rhs.baseAddress!, lhs.count) == 0)
+  }
+
   /// The hash of one more byte.
   @inline(__always)
   static func hash(byte: UInt8, continuing start: UInt64) -> UInt64 { (start ^ UInt64(byte)) &* Self.prime }
@@ -52,7 +71,7 @@ struct HashedKey: Hashable, Sendable, CustomStringConvertible {
 
   @inline(__always)
   static func == (lhs: HashedKey, rhs: HashedKey) -> Bool {
-    lhs.hash == rhs.hash && lhs.string.utf8.elementsEqual(rhs.string.utf8)
+    lhs.hash == rhs.hash && FNV1a.sameUTF8(lhs.string, rhs.string)
   }
 
   @inline(__always)
@@ -81,8 +100,7 @@ struct NameKey: Hashable, Sendable, CustomStringConvertible {
   }
 
   static func == (lhs: NameKey, rhs: NameKey) -> Bool {
-    lhs.hash == rhs.hash && lhs.name.utf8.elementsEqual(rhs.name.utf8)
-      && lhs.namespace.utf8.elementsEqual(rhs.namespace.utf8)
+    lhs.hash == rhs.hash && FNV1a.sameUTF8(lhs.name, rhs.name) && FNV1a.sameUTF8(lhs.namespace, rhs.namespace)
   }
 
   func hash(into hasher: inout Hasher) { hasher.combine(self.hash) }

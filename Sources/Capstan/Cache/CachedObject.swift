@@ -53,16 +53,16 @@ public struct CachedObject: @unchecked Sendable, Hashable {
   }
 
   /// The object's UID (the cache's primary key).
-  public var uid: String { self.storage.header.uid.string }
+  public var uid: String { self.storage.uid.string }
 
   /// The object's name (`metadata.name`), read in place.
   public var name: String { self.storage.name }
 
   /// The object's namespace (`metadata.namespace`; empty for cluster-scoped kinds).
-  public var namespace: String { self.storage.header.namespace }
+  public var namespace: String { self.storage.namespace }
 
   /// The key's mod revision (`metadata.resourceVersion`).
-  public var resourceVersion: Int64 { self.storage.header.resourceVersion }
+  public var resourceVersion: Int64 { self.storage.resourceVersion }
 
   /// The value of the label `key` (`metadata.labels[key]`), read in place.
   public func label(_ key: String) -> String? { self.storage.label(key) }
@@ -82,7 +82,7 @@ public struct CachedObject: @unchecked Sendable, Hashable {
   }
 
   /// The size of ``raw`` in bytes.
-  public var rawByteCount: Int { Int(self.storage.header.rawCount) }
+  public var rawByteCount: Int { Int(self.storage.rawCount) }
 
   /// Decodes the full typed value from ``raw`` with `JSONDecoder`, and sets its
   /// `metadata.resourceVersion` to the cached revision (the stored JSON does not carry it).
@@ -100,7 +100,7 @@ public struct CachedObject: @unchecked Sendable, Hashable {
       let failure = CacheError(
         code: .decodeFailed, key: self.key,
         message: "cannot decode \(self.key) as \(R.kind): \(error)", cause: error)
-      self.storage.header.decodeFailureReporter?.reportDecodeFailure(of: self, as: R.kind, error: error)
+      self.storage.decodeFailureReporter?.reportDecodeFailure(of: self, as: R.kind, error: error)
       throw failure
     }
   }
@@ -112,16 +112,16 @@ public struct CachedObject: @unchecked Sendable, Hashable {
     CachedObject(
       storage: CachedObjectStorage.make(
         key: key ?? self.key, metadata: metadata ?? self.metadata, raw: raw ?? self.raw,
-        reporter: self.storage.header.decodeFailureReporter))
+        reporter: self.storage.decodeFailureReporter))
   }
 
   /// The UID as the cache keys it.
-  var uidKey: UIDKey { self.storage.header.uid }
+  var uidKey: UIDKey { self.storage.uid }
 
   /// Whether `self` and `other` were read from the same key.
   func hasSameKey(as other: CachedObject) -> Bool {
     if self.storage === other.storage { return true }
-    return self.storage.withKey { mine in other.storage.withKey { theirs in mine.elementsEqual(theirs) } }
+    return self.storage.withKey { mine in other.storage.withKey { theirs in FNV1a.sameBytes(mine, theirs) } }
   }
 
   /// Calls `body` with the name's UTF-8 bytes.
@@ -135,24 +135,24 @@ public struct CachedObject: @unchecked Sendable, Hashable {
 
   /// Whether this object's namespace and name are `namespace` and `name`.
   func isNamed(namespace: String, name: String) -> Bool {
-    guard self.namespace.utf8.elementsEqual(namespace.utf8) else { return false }
+    guard FNV1a.sameUTF8(self.namespace, namespace) else { return false }
     var name = name
-    return name.withUTF8 { wanted in self.withName { $0.elementsEqual(wanted) } }
+    return name.withUTF8 { wanted in self.withName { FNV1a.sameBytes($0, wanted) } }
   }
 
   /// Whether both objects have the same namespace and name.
   func hasSameName(as other: CachedObject) -> Bool {
-    guard self.namespace.utf8.elementsEqual(other.namespace.utf8) else { return false }
-    return self.withName { mine in other.withName { theirs in mine.elementsEqual(theirs) } }
+    guard FNV1a.sameUTF8(self.namespace, other.namespace) else { return false }
+    return self.withName { mine in other.withName { theirs in FNV1a.sameBytes(mine, theirs) } }
   }
 
   public static func == (lhs: CachedObject, rhs: CachedObject) -> Bool {
     if lhs.storage === rhs.storage { return true }
     guard lhs.resourceVersion == rhs.resourceVersion, lhs.uidKey == rhs.uidKey, lhs.hasSameKey(as: rhs),
-      lhs.storage.withRaw({ mine in rhs.storage.withRaw { theirs in mine.elementsEqual(theirs) } })
+      lhs.storage.withRaw({ mine in rhs.storage.withRaw { theirs in FNV1a.sameBytes(mine, theirs) } })
     else { return false }
     // Metadata decoded from equal bytes at the same revision is equal.
-    if lhs.storage.header.explicitMetadata == nil, rhs.storage.header.explicitMetadata == nil { return true }
+    if lhs.storage.explicitMetadata == nil, rhs.storage.explicitMetadata == nil { return true }
     return lhs.metadata == rhs.metadata
   }
 
@@ -260,17 +260,23 @@ final class CachedObjectStorage: ManagedBuffer<CachedObjectHeader, UInt8> {
           store(0, start: shift, count: 0)
         }
         // Grouped by kind, each in document order.
-        var next = [1, 1 + 2 * sink.labelCount, 1 + 2 * sink.labelCount + sink.ownerCount]
+        var nextLabel = 1
+        var nextOwner = 1 + 2 * sink.labelCount
+        var nextFinalizer = nextOwner + sink.ownerCount
         for range in sink.ranges {
-          let group: Int
+          let slot: Int
           switch CompactMetadataSink.tag(of: range) {
-          case CompactMetadataSink.Tag.label.rawValue, CompactMetadataSink.Tag.labelValue.rawValue: group = 0
-          case CompactMetadataSink.Tag.ownerUID.rawValue: group = 1
-          case CompactMetadataSink.Tag.finalizer.rawValue: group = 2
+          case CompactMetadataSink.Tag.label.rawValue, CompactMetadataSink.Tag.labelValue.rawValue:
+            slot = nextLabel
+            nextLabel += 1
+          case CompactMetadataSink.Tag.ownerUID.rawValue:
+            slot = nextOwner
+            nextOwner += 1
+          case CompactMetadataSink.Tag.finalizer.rawValue:
+            slot = nextFinalizer
+            nextFinalizer += 1
           default: continue
           }
-          let slot = next[group]
-          next[group] += 1
           store(
             slot, start: UInt32(CompactMetadataSink.start(of: range)) + shift,
             count: UInt32(CompactMetadataSink.count(of: range)))
@@ -322,30 +328,45 @@ final class CachedObjectStorage: ManagedBuffer<CachedObjectHeader, UInt8> {
     }
   }
 
+  // MARK: Header fields (through the header's address: no exclusivity check per read)
+
+  @inline(__always) var uid: UIDKey { self.withUnsafeMutablePointerToHeader { $0.pointee.uid } }
+  @inline(__always) var namespace: String { self.withUnsafeMutablePointerToHeader { $0.pointee.namespace } }
+  @inline(__always) var resourceVersion: Int64 { self.withUnsafeMutablePointerToHeader { $0.pointee.resourceVersion } }
+  @inline(__always) var explicitMetadata: ExplicitMetadata? { self.withUnsafeMutablePointerToHeader { $0.pointee.explicitMetadata } }
+  @inline(__always) var decodeFailureReporter: (any DecodeFailureReporter)? { self.withUnsafeMutablePointerToHeader { $0.pointee.decodeFailureReporter } }
+  @inline(__always) var keyCount: UInt32 { self.withUnsafeMutablePointerToHeader { $0.pointee.keyCount } }
+  @inline(__always) var rawCount: UInt32 { self.withUnsafeMutablePointerToHeader { $0.pointee.rawCount } }
+  @inline(__always) var metadataStart: UInt32 { self.withUnsafeMutablePointerToHeader { $0.pointee.metadataStart } }
+  @inline(__always) var rangesOffset: UInt32 { self.withUnsafeMutablePointerToHeader { $0.pointee.rangesOffset } }
+  @inline(__always) var labelCount: UInt16 { self.withUnsafeMutablePointerToHeader { $0.pointee.labelCount } }
+  @inline(__always) var ownerCount: UInt16 { self.withUnsafeMutablePointerToHeader { $0.pointee.ownerCount } }
+  @inline(__always) var finalizerCount: UInt16 { self.withUnsafeMutablePointerToHeader { $0.pointee.finalizerCount } }
+
   // MARK: Reading
 
   @inline(__always)
   func withKey<T>(_ body: (UnsafeBufferPointer<UInt8>) -> T) -> T {
-    let count = Int(self.header.keyCount)
+    let count = Int(self.keyCount)
     return self.withUnsafeMutablePointerToElements { body(UnsafeBufferPointer(start: $0, count: count)) }
   }
 
   @inline(__always)
   func withRaw<T>(_ body: (UnsafeBufferPointer<UInt8>) -> T) -> T {
-    if let explicit = self.header.explicitMetadata {
+    if let explicit = self.explicitMetadata {
       return explicit.raw.withUnsafeBytes { body($0.assumingMemoryBound(to: UInt8.self)) }
     }
-    let start = Int(self.header.keyCount)
-    let count = Int(self.header.rawCount)
+    let start = Int(self.keyCount)
+    let count = Int(self.rawCount)
     return self.withUnsafeMutablePointerToElements { body(UnsafeBufferPointer(start: $0 + start, count: count)) }
   }
 
   /// The raw bytes as `Data` sharing this storage.
   var rawData: Data {
-    if let explicit = self.header.explicitMetadata { return explicit.raw }
-    let count = Int(self.header.rawCount)
+    if let explicit = self.explicitMetadata { return explicit.raw }
+    let count = Int(self.rawCount)
     guard count > 0 else { return Data() }
-    let start = Int(self.header.keyCount)
+    let start = Int(self.keyCount)
     let pointer = self.withUnsafeMutablePointerToElements { $0 + start }
     return Data(bytesNoCopy: pointer, count: count, deallocator: .custom { _, _ in withExtendedLifetime(self) {} })
   }
@@ -353,7 +374,7 @@ final class CachedObjectStorage: ManagedBuffer<CachedObjectHeader, UInt8> {
   /// Calls `body` with range `index` (name, then labels, owner UIDs, finalizers) as bytes.
   @inline(__always)
   private func withRange<T>(_ index: Int, _ body: (UnsafeBufferPointer<UInt8>) -> T) -> T {
-    let rangesOffset = Int(self.header.rangesOffset)
+    let rangesOffset = Int(self.rangesOffset)
     return self.withUnsafeMutablePointerToElements { elements in
       let ranges = UnsafeRawPointer(elements + rangesOffset)
       let start = ranges.loadUnaligned(fromByteOffset: 8 * index, as: UInt32.self)
@@ -366,21 +387,21 @@ final class CachedObjectStorage: ManagedBuffer<CachedObjectHeader, UInt8> {
   private func string(ofRange index: Int) -> String { self.withRange(index) { String(decoding: $0, as: UTF8.self) } }
 
   var metadata: ObjectMeta {
-    if let explicit = self.header.explicitMetadata { return explicit.metadata }
-    let start = self.header.metadataStart
+    if let explicit = self.explicitMetadata { return explicit.metadata }
+    let start = self.metadataStart
     var metadata =
       start == .max ? ObjectMeta() : self.withRaw { Self.scanner.metadata(ofValidatedDocument: $0, metadataAt: Int(start)) }
-    metadata.resourceVersion = self.header.resourceVersion
+    metadata.resourceVersion = self.resourceVersion
     return metadata
   }
 
   var name: String {
-    if let explicit = self.header.explicitMetadata { return explicit.metadata.name }
+    if let explicit = self.explicitMetadata { return explicit.metadata.name }
     return self.string(ofRange: 0)
   }
 
   func withName<T>(_ body: (UnsafeBufferPointer<UInt8>) -> T) -> T {
-    if let explicit = self.header.explicitMetadata {
+    if let explicit = self.explicitMetadata {
       var name = explicit.metadata.name
       return name.withUTF8(body)
     }
@@ -388,33 +409,33 @@ final class CachedObjectStorage: ManagedBuffer<CachedObjectHeader, UInt8> {
   }
 
   func label(_ key: String) -> String? {
-    if let explicit = self.header.explicitMetadata { return explicit.metadata.labels[key] }
+    if let explicit = self.explicitMetadata { return explicit.metadata.labels[key] }
     var key = key
     return key.withUTF8 { wanted in
-      for label in 0..<Int(self.header.labelCount) {
+      for label in 0..<Int(self.labelCount) {
         let slot = 1 + 2 * label
-        if self.withRange(slot, { $0.elementsEqual(wanted) }) { return self.string(ofRange: slot + 1) }
+        if self.withRange(slot, { FNV1a.sameBytes($0, wanted) }) { return self.string(ofRange: slot + 1) }
       }
       return nil
     }
   }
 
   func forEachOwnerUID(_ body: (String) -> Void) {
-    if let explicit = self.header.explicitMetadata {
+    if let explicit = self.explicitMetadata {
       for reference in explicit.metadata.ownerReferences { body(reference.uid) }
       return
     }
-    let first = 1 + 2 * Int(self.header.labelCount)
-    for slot in first..<(first + Int(self.header.ownerCount)) { body(self.string(ofRange: slot)) }
+    let first = 1 + 2 * Int(self.labelCount)
+    for slot in first..<(first + Int(self.ownerCount)) { body(self.string(ofRange: slot)) }
   }
 
   func forEachFinalizer(_ body: (String) -> Void) {
-    if let explicit = self.header.explicitMetadata {
+    if let explicit = self.explicitMetadata {
       for finalizer in explicit.metadata.finalizers { body(finalizer) }
       return
     }
-    let first = 1 + 2 * Int(self.header.labelCount) + Int(self.header.ownerCount)
-    for slot in first..<(first + Int(self.header.finalizerCount)) { body(self.string(ofRange: slot)) }
+    let first = 1 + 2 * Int(self.labelCount) + Int(self.ownerCount)
+    for slot in first..<(first + Int(self.finalizerCount)) { body(self.string(ofRange: slot)) }
   }
 }
 

@@ -49,9 +49,12 @@ struct ObjectValidator: Sendable {
   let layout: ResourceLayout
   private let prefix: String
 
+  private let prefixBytes: [UInt8]
+
   init(layout: ResourceLayout) {
     self.layout = layout
     self.prefix = layout.prefix
+    self.prefixBytes = Array(layout.prefix.utf8)
   }
 
   /// The reason `metadata` with `raw` cannot be cached under `key`, or `nil` if it can.
@@ -89,21 +92,26 @@ struct ObjectValidator: Sendable {
   /// inside them (bytes form of ``keyIsExactly(_:metadata:)``).
   private func keyIsExactly(_ key: UnsafeBufferPointer<UInt8>, namespace: String, name: UnsafeBufferPointer<UInt8>) -> Bool {
     let slash = UInt8(ascii: "/")
-    var keyBytes = key.makeIterator()
-    func consume<Bytes: Sequence<UInt8>>(_ part: Bytes, allowSlash: Bool) -> Bool {
-      for byte in part {
-        guard byte != slash || allowSlash, keyBytes.next() == byte else { return false }
-      }
+    var offset = 0
+    /// Consumes `part` from the key (with no `/` inside unless allowed).
+    func consume(_ part: UnsafeBufferPointer<UInt8>, allowSlash: Bool) -> Bool {
+      guard offset + part.count <= key.count, let partBase = part.baseAddress else { return part.isEmpty }
+      guard memcmp(key.baseAddress! + offset, partBase, part.count) == 0 else { return false }
+      if !allowSlash, memchr(partBase, Int32(slash), part.count) != nil { return false }
+      offset += part.count
       return true
     }
-    guard !name.isEmpty, consume(self.prefix.utf8, allowSlash: true) else { return false }
+    guard !name.isEmpty, self.prefixBytes.withUnsafeBufferPointer({ consume($0, allowSlash: true) }) else { return false }
     if self.layout.isNamespaced {
-      guard !namespace.isEmpty, consume(namespace.utf8, allowSlash: false), keyBytes.next() == slash
+      var namespace = namespace
+      guard !namespace.isEmpty, namespace.withUTF8({ consume($0, allowSlash: false) }),
+        offset < key.count, key[offset] == slash
       else { return false }
+      offset += 1
     } else {
       guard namespace.isEmpty else { return false }
     }
-    return consume(name, allowSlash: false) && keyBytes.next() == nil
+    return consume(name, allowSlash: false) && offset == key.count
   }
 
   /// Whether `key` is byte for byte the key the layout gives `metadata`, with no `/` inside the

@@ -62,7 +62,7 @@ struct UIDKey: Hashable, Sendable, CustomStringConvertible {
   static func == (lhs: UIDKey, rhs: UIDKey) -> Bool {
     switch (lhs.form, rhs.form) {
     case (.uuid(let h1, let l1), .uuid(let h2, let l2)): h1 == h2 && l1 == l2
-    case (.other(let s1), .other(let s2)): s1.utf8.elementsEqual(s2.utf8)
+    case (.other(let s1), .other(let s2)): FNV1a.sameUTF8(s1, s2)
     default: false
     }
   }

@@ -286,7 +286,7 @@ struct MetadataReader {
 
   mutating func readTimestamp(depth: Int, path: @autoclosure () -> String) throws(JSONScanError) -> Timestamp? {
     guard let token = try self.readOptionalStringToken(depth: depth, path: path()) else { return nil }
-    let seconds = self.cursor.withUnescapedBytes(token) { bytes in Timestamp.parse(Array(bytes)) }
+    let seconds = self.cursor.withUnescapedBytes(token) { bytes in Timestamp.parse(bytes) }
     guard let seconds else {
       throw JSONScanError(
         .invalidValue("\"\(self.cursor.string(token))\" is not an RFC 3339 time"), at: token.start - 1, path: path())
