@@ -1,4 +1,5 @@
 import ArgumentParser
+import Capstan
 import CapstanEtcd
 import Foundation
 import Logging
@@ -216,5 +217,196 @@ struct BenchRangeCommand: EtcdCommand {
       }
       return BenchWorkload.report("range", count: received, elapsed: bench.clock.now - start)
     }
+  }
+}
+
+/// `capstan bench ingest`: N Pod documents from stored bytes into a cache with 3 indexes, against
+/// `JSONDecoder` decoding the same documents, in one run (no etcd involved).
+struct BenchIngestCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "ingest",
+    abstract: "Benchmark ingest (bytes to cached objects with 3 indexes) against JSONDecoder.",
+    discussion: """
+      Generates N distinct ~1.6 KB Pod documents, then times, single-threaded and interleaved \
+      (half of each side, then the other half in the other order): JSONDecoder decoding them into \
+      a typed Pod, and ObjectIngestor + ObjectCache.upsert into a cache with a label index, an \
+      owner UID index and a custom finalizer index (plus the built-in namespace and name \
+      indexes). Prints one line: \
+      ingest: N objects in S s = R objects/s (M MB/s), JSONDecoder R2 objects/s, ratio X, bytes/object B \
+      where S and R are the ingest's, ratio is R / R2 and bytes/object is the mean document size. \
+      Build in release mode for meaningful figures: swift run -c release capstan bench ingest --n 100000
+      """)
+
+  @Option(name: .customLong("n"), help: "Number of Pod documents.")
+  var count = 100_000
+
+  func validate() throws {
+    guard self.count > 0 else { throw ValidationError("--n must be positive") }
+  }
+
+  func run() throws {
+    StandardStreams.writeLines([IngestBenchmark(count: self.count).run()])
+  }
+}
+
+/// The measurement behind `capstan bench ingest`.
+struct IngestBenchmark {
+  let count: Int
+
+  /// The three user indexes of the benchmarked cache (as in Benchmarks/' fixtures).
+  static let indexes: [CacheIndex] = [
+    .label("app.kubernetes.io/name"),
+    .ownerUID,
+    .custom(name: "finalizer") { $0.finalizers },
+  ]
+
+  /// Runs the benchmark and returns its line.
+  func run() -> String {
+    let layout = SamplePod.layout
+    let keyValues = (0..<self.count).map { index in
+      StoredKeyValue(
+        key: layout.key(namespace: PodFixture.namespace(index: index), name: PodFixture.name(index: index)),
+        value: PodFixture.data(index: index), createRevision: Int64(index + 2), modRevision: Int64(index + 2),
+        version: 1)
+    }
+    let bytes = keyValues.reduce(0) { $0 + $1.value.count }
+    let logger = Logger(label: "capstan.bench.ingest") { _ in SwiftLogNoOpLogHandler() }
+    let ingestor = ObjectIngestor(layout: layout, logger: logger)
+    let cache = ObjectCache(layout: layout, indexes: Self.indexes)
+    let decoder = JSONDecoder()
+    let clock = ContinuousClock()
+    var decodeTime = Duration.zero
+    var ingestTime = Duration.zero
+    var decoded = 0
+    func decode(_ range: Range<Int>) {
+      let start = clock.now
+      for index in range where (try? decoder.decode(SamplePod.self, from: keyValues[index].value)) != nil { decoded += 1 }
+      decodeTime += clock.now - start
+    }
+    func ingest(_ range: Range<Int>) {
+      let start = clock.now
+      for index in range {
+        if case .success(let object) = ingestor.ingest(keyValues[index]) { cache.upsert(object) }
+      }
+      ingestTime += clock.now - start
+    }
+    let half = self.count / 2
+    decode(0..<half)
+    ingest(0..<half)
+    ingest(half..<self.count)
+    decode(half..<self.count)
+    precondition(cache.count == self.count && decoded == self.count, "every document must decode and be cached")
+
+    let ingestSeconds = Self.seconds(ingestTime)
+    let decodeSeconds = Self.seconds(decodeTime)
+    let rate = Double(self.count) / ingestSeconds
+    let decoderRate = Double(self.count) / decodeSeconds
+    return "ingest: \(self.count) objects in \(String(format: "%.3f", ingestSeconds)) s = "
+      + "\(String(format: "%.0f", rate)) objects/s (\(String(format: "%.1f", Double(bytes) / ingestSeconds / 1e6)) MB/s), "
+      + "JSONDecoder \(String(format: "%.0f", decoderRate)) objects/s, ratio \(String(format: "%.2f", rate / decoderRate)), "
+      + "bytes/object \(String(format: "%.0f", Double(bytes) / Double(self.count)))"
+  }
+
+  static func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+  }
+}
+
+/// `capstan bench list`: an informer's initial list of N Pods from etcd (the paginated list at one
+/// revision into a cache with 3 indexes), next to a plain paginated range of the same keys with
+/// Capstan's client. Compare with `etcd-go-baseline range --n N --page P --value-size B` (same key
+/// count and value size; `scripts/bench-list-vs-go` runs both).
+struct BenchListCommand: EtcdCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "list",
+    abstract: "Benchmark an informer's initial list of N Pods from etcd.",
+    discussion: """
+      Writes N distinct ~1.6 KB Pod documents (64 writers) under /registry/<random plural>/, then \
+      prints two lines: \
+      range: N ops in S s = R ops/s  (a paginated range of the keys, as etcd-go-baseline range) and \
+      informer-list: N objects in S s = R objects/s (M MB/s)  (an informer with 3 indexes, from \
+      run() to synced). The keys are deleted at the end.
+      """)
+
+  @Option(name: .customLong("n"), help: "Number of Pods.")
+  var count = 100_000
+
+  @Option(help: "Keys per range request (the informer's page size too).")
+  var page = 1000
+
+  @OptionGroup var etcd: EtcdOptions
+
+  func validate() throws {
+    guard self.count > 0 else { throw ValidationError("--n must be positive") }
+    guard self.page > 0 else { throw ValidationError("--page must be positive") }
+  }
+
+  func run() async throws {
+    let (count, page) = (self.count, self.page)
+    let lines = try await self.etcd.withClient { client in
+      let layout = ResourceLayout(
+        kind: "Pod", plural: "benchpods\(String(UInt32.random(in: .min ... .max), radix: 16))", isNamespaced: true)
+      let prefix = layout.prefix
+      do {
+        let lines = try await Self.measure(client: client, layout: layout, count: count, page: page)
+        try await client.delete(.prefix(prefix), timeout: BenchWorkload.cleanupTimeout)
+        return lines
+      } catch {
+        _ = try? await client.delete(.prefix(prefix), timeout: BenchWorkload.cleanupTimeout)
+        throw error
+      }
+    }
+    StandardStreams.writeLines(lines)
+  }
+
+  static func measure(client: EtcdClient, layout: ResourceLayout, count: Int, page: Int) async throws -> [String] {
+    let concurrency = 64
+    let clock = ContinuousClock()
+    var bytes = 0
+    for index in 0..<count { bytes += PodFixture.document(index: index).count }
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      for writer in 0..<concurrency {
+        group.addTask {
+          for index in stride(from: writer, to: count, by: concurrency) {
+            let key = layout.key(namespace: PodFixture.namespace(index: index), name: PodFixture.name(index: index))
+            try await client.put(key: Data(key.utf8), value: PodFixture.data(index: index))
+          }
+        }
+      }
+      try await group.waitForAll()
+    }
+
+    // A plain paginated range of the same keys (what etcd-go-baseline's range does).
+    let rangeStart = clock.now
+    let rangeEnd = EtcdKeyRange.prefix(layout.prefix).rangeEnd
+    var ranged = 0
+    var key = Data(layout.prefix.utf8)
+    while true {
+      let result = try await client.range(EtcdKeyRange(key: key, rangeEnd: rangeEnd), options: RangeOptions(limit: Int64(page)))
+      ranged += result.kvs.count
+      guard result.more, let last = result.kvs.last else { break }
+      key = last.key + Data([0])
+    }
+    let rangeLine = BenchWorkload.report("range", count: ranged, elapsed: clock.now - rangeStart)
+
+    // The informer's initial list into a cache with 3 indexes.
+    let logger = Logger(label: "capstan.bench.list") { _ in SwiftLogNoOpLogHandler() }
+    let informer = try Informer(
+      layout: layout, backend: EtcdBackend(client: client), indexes: IngestBenchmark.indexes,
+      configuration: InformerConfiguration(pageSize: page), logger: logger)
+    let listStart = clock.now
+    let listed: (Int, Duration) = try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await informer.run() }
+      let cache = try await informer.waitForSync(timeout: .seconds(600))
+      let elapsed = clock.now - listStart
+      group.cancelAll()
+      return (cache.count, elapsed)
+    }
+    let seconds = IngestBenchmark.seconds(listed.1)
+    let listLine =
+      "informer-list: \(listed.0) objects in \(String(format: "%.3f", seconds)) s = "
+      + "\(String(format: "%.0f", Double(listed.0) / seconds)) objects/s "
+      + "(\(String(format: "%.1f", Double(bytes) / seconds / 1e6)) MB/s)"
+    return [rangeLine, listLine]
   }
 }

@@ -35,11 +35,15 @@ struct LeaseCommand: AsyncParsableCommand {
   )
 }
 
-/// `capstan bench …`: the workloads of the Go baseline (`etcd-go-baseline`), run with Capstan's client.
+/// `capstan bench …`: the workloads of the Go baseline (`etcd-go-baseline`), run with Capstan's client,
+/// and the ingest benchmark.
 struct BenchCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
-    abstract: "Benchmark Capstan's etcd client with the same workloads as etcd-go-baseline.",
-    subcommands: [BenchPutCommand.self, BenchWatchCommand.self, BenchReplayCommand.self, BenchRangeCommand.self]
+    abstract: "Benchmark Capstan's etcd client (workloads of etcd-go-baseline) and its ingest.",
+    subcommands: [
+      BenchPutCommand.self, BenchWatchCommand.self, BenchReplayCommand.self, BenchRangeCommand.self,
+      BenchIngestCommand.self, BenchListCommand.self,
+    ]
   )
 }

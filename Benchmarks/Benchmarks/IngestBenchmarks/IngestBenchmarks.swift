@@ -2,6 +2,8 @@
 //
 // - ingest: StoredKeyValue → ObjectIngestor → ObjectCache.upsert (3 indexes) against JSONDecoder
 //   decoding the same documents into `Pod`: >= 10x, and >= 200 MB/s single-threaded;
+// - a full typed read of the cached objects (`decode(as: Pod.self)`) costs no more than
+//   JSONDecoder alone on the same bytes (time ratio <= 1.05);
 // - informer pipeline on MemoryBackend: events/s from backend write to handler, >= 0.7x the rate
 //   of JSONDecoder decoding the same documents alone;
 // - relist of 100k objects after a compaction: peak resident memory <= 1.2x the steady-state cache.
@@ -20,6 +22,9 @@ import Logging
 
 let ingestGoal = Goal.ratio("ingest-vs-jsondecoder", .atLeast(10))
 let ingestThroughputGoal = Goal.figure("ingest-throughput", .atLeast(200), unit: "MB/s", metricName: "ingest MB/s")
+/// A full typed read of a cached object (`CachedObject.decode(as:)`) against `JSONDecoder` alone on
+/// the same bytes: time per object, so at most 1 means "costs no more" (5% allowed for noise).
+let typedReadGoal = Goal.ratio("typed-read-after-ingest-vs-jsondecoder", .atMost(1.05))
 let pipelineGoal = Goal.ratio("informer-pipeline-vs-jsondecoder", .atLeast(0.7))
 let relistGoal = Goal.ratio("relist-peak-vs-synced-cache", .atMost(1.2), summary: .worst)
 
@@ -97,6 +102,51 @@ let benchmarks: @Sendable () -> Void = {
     printDetails()
     ingestGoal.report()
     ingestThroughputGoal.report()
+  }
+
+  // MARK: typed read after ingest
+
+  Benchmark(
+    "Typed read after ingest: CachedObject.decode(as: Pod.self) for 20k cached Pods (vs JSONDecoder on the same bytes)",
+    configuration: .init(metrics: [typedReadGoal.metric, candidateRate, baselineRate], maxIterations: 4)
+  ) { benchmark in
+    let keyValues = ingestKeyValues
+    let ingestor = ObjectIngestor(layout: Fixtures.layout, logger: Fixtures.silentLogger)
+    let objects = keyValues.map { try! ingestor.ingest($0).get() }
+    let decoder = JSONDecoder()
+    let chunks = 4
+    let perChunk = keyValues.count / chunks
+    var candidate = 0.0
+    var baseline = 0.0
+    for chunk in 0..<chunks {
+      let range = (chunk * perChunk)..<((chunk + 1) * perChunk)
+      let decode = {
+        baseline += seconds { for index in range { blackHole(try! decoder.decode(Pod.self, from: keyValues[index].value)) } }
+      }
+      let read = {
+        candidate += seconds { for index in range { blackHole(try! objects[index].decode(as: Pod.self)) } }
+      }
+      if chunk % 2 == 0 {
+        decode()
+        read()
+      } else {
+        read()
+        decode()
+      }
+    }
+    let count = Double(chunks * perChunk)
+    benchmark.measurement(candidateRate, Int(count / candidate))
+    benchmark.measurement(baselineRate, Int(count / baseline))
+    typedReadGoal.record(candidate / baseline, in: benchmark)
+    detail(
+      "typed-read",
+      "\(Int(count)) objects: decode(as:) \(fixed(count / candidate, 0)) objects/s, JSONDecoder alone "
+        + "\(fixed(count / baseline, 0)) objects/s")
+  } setup: {
+    _ = ingestKeyValues
+  } teardown: {
+    printDetails()
+    typedReadGoal.report()
   }
 
   // MARK: informer pipeline

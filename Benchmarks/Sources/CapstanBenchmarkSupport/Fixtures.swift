@@ -14,7 +14,7 @@ public enum Fixtures {
   public static let threeIndexes: [CacheIndex] = [
     .label("app.kubernetes.io/name"),
     .ownerUID,
-    .custom(name: "finalizer") { $0.metadata.finalizers },
+    .custom(name: "finalizer") { $0.finalizers },
   ]
 
   /// The key of document `index`.

@@ -38,7 +38,7 @@ public struct CacheConsistencyReport: Sendable {
       for kv in page.kvs {
         switch ingestor.check(kv) {
         case .success(let object):
-          stored[kv.key] = Entry(key: kv.key, uid: object.metadata.uid, resourceVersion: kv.modRevision)
+          stored[kv.key] = Entry(key: kv.key, uid: object.uid, resourceVersion: kv.modRevision)
         case .failure(let rejection):
           rejected.append(rejection)
         }
@@ -47,7 +47,7 @@ public struct CacheConsistencyReport: Sendable {
       range = range.continuing(after: last.key)
     }
     let cached = cache.allObjects().map {
-      Entry(key: $0.key, uid: $0.metadata.uid, resourceVersion: $0.metadata.resourceVersion)
+      Entry(key: $0.key, uid: $0.uid, resourceVersion: $0.resourceVersion)
     }.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
     var differences: [String] = []
     var seen = Set<String>()

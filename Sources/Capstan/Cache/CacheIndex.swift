@@ -30,6 +30,11 @@ public struct CacheIndex: Sendable, CustomStringConvertible {
   public static var ownerUID: CacheIndex { CacheIndex(name: "ownerUID", kind: .ownerUID) }
 
   /// Objects by any values `values` computes from them. `values` must be pure; duplicates count once.
+  ///
+  /// `values` runs on every write of an object (twice on an update): read the object's direct
+  /// accessors (``CachedObject/label(_:)``, ``CachedObject/ownerUIDs``, ``CachedObject/finalizers``,
+  /// ``CachedObject/namespace``…), which read the cached bytes in place, rather than
+  /// ``CachedObject/metadata``, which decodes the whole `ObjectMeta` on each read.
   public static func custom(name: String, _ values: @escaping @Sendable (CachedObject) -> [String]) -> CacheIndex {
     CacheIndex(name: name, kind: .custom(values))
   }
@@ -45,11 +50,11 @@ public struct CacheIndex: Sendable, CustomStringConvertible {
   func forEachValue(of object: CachedObject, _ body: (String) -> Void) {
     switch self.kind {
     case .namespace:
-      body(object.metadata.namespace)
+      body(object.namespace)
     case .label(let key):
-      if let value = object.metadata.labels[key] { body(value) }
+      if let value = object.label(key) { body(value) }
     case .ownerUID:
-      for reference in object.metadata.ownerReferences { body(reference.uid) }
+      object.forEachOwnerUID(body)
     case .custom(let values):
       for value in values(object) { body(value) }
     }
@@ -58,9 +63,9 @@ public struct CacheIndex: Sendable, CustomStringConvertible {
   /// Whether `object` is indexed under `value`.
   func contains(_ value: String, for object: CachedObject) -> Bool {
     switch self.kind {
-    case .namespace: return object.metadata.namespace == value
-    case .label(let key): return object.metadata.labels[key] == value
-    case .ownerUID: return object.metadata.ownerReferences.contains { $0.uid == value }
+    case .namespace: return object.namespace == value
+    case .label(let key): return object.label(key) == value
+    case .ownerUID: return object.ownerUIDs.contains(value)
     case .custom(let values): return values(object).contains(value)
     }
   }
@@ -69,14 +74,11 @@ public struct CacheIndex: Sendable, CustomStringConvertible {
   func sameValues(_ old: CachedObject, _ new: CachedObject) -> Bool {
     switch self.kind {
     case .namespace:
-      return old.metadata.namespace == new.metadata.namespace
+      return old.namespace == new.namespace
     case .label(let key):
-      return old.metadata.labels[key] == new.metadata.labels[key]
+      return old.label(key) == new.label(key)
     case .ownerUID:
-      let oldReferences = old.metadata.ownerReferences
-      let newReferences = new.metadata.ownerReferences
-      return oldReferences.count == newReferences.count
-        && zip(oldReferences, newReferences).allSatisfy { $0.uid == $1.uid }
+      return old.ownerUIDs == new.ownerUIDs
     case .custom(let values):
       return values(old) == values(new)
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// One lock-protected shard of cache state. A class so shards can sit in an array (`Mutex` is
@@ -30,6 +31,24 @@ enum FNV1a {
     return hash
   }
 
+  /// Whether two strings have the same UTF-8 bytes (how the cache compares keys and values, as
+  /// etcd compares keys; Swift's `==` follows canonical equivalence). Compares in place.
+  @inline(__always)
+  static func sameUTF8(_ lhs: String, _ rhs: String) -> Bool {
+    guard lhs.utf8.count == rhs.utf8.count else { return false }
+    var lhs = lhs
+    var rhs = rhs
+    return lhs.withUTF8 { left in
+      rhs.withUTF8 { right in left.count == 0 || memcmp(left.baseAddress!, right.baseAddress!, left.count) == 0 }
+    }
+  }
+
+  /// Whether two byte buffers are equal.
+  @inline(__always)
+  static func sameBytes(_ lhs: UnsafeBufferPointer<UInt8>, _ rhs: UnsafeBufferPointer<UInt8>) -> Bool {
+    lhs.count == rhs.count && (lhs.count == 0 || memcmp(lhs.baseAddress!, rhs.baseAddress!, lhs.count) == 0)
+  }
+
   /// The hash of one more byte.
   @inline(__always)
   static func hash(byte: UInt8, continuing start: UInt64) -> UInt64 { (start ^ UInt64(byte)) &* Self.prime }
@@ -52,7 +71,7 @@ struct HashedKey: Hashable, Sendable, CustomStringConvertible {
 
   @inline(__always)
   static func == (lhs: HashedKey, rhs: HashedKey) -> Bool {
-    lhs.hash == rhs.hash && lhs.string.utf8.elementsEqual(rhs.string.utf8)
+    lhs.hash == rhs.hash && FNV1a.sameUTF8(lhs.string, rhs.string)
   }
 
   @inline(__always)
@@ -74,11 +93,14 @@ struct NameKey: Hashable, Sendable, CustomStringConvertible {
     self.hash = FNV1a.hash(name, continuing: FNV1a.hash(byte: UInt8(ascii: "/"), continuing: FNV1a.hash(namespace)))
   }
 
-  init(_ metadata: ObjectMeta) { self.init(namespace: metadata.namespace, name: metadata.name) }
+  /// The hash of `object`'s `namespace/name`, as ``hash`` computes it.
+  static func hash(of object: CachedObject) -> UInt64 {
+    let namespaceHash = FNV1a.hash(byte: UInt8(ascii: "/"), continuing: FNV1a.hash(object.namespace))
+    return object.withName { FNV1a.hash($0, continuing: namespaceHash) }
+  }
 
   static func == (lhs: NameKey, rhs: NameKey) -> Bool {
-    lhs.hash == rhs.hash && lhs.name.utf8.elementsEqual(rhs.name.utf8)
-      && lhs.namespace.utf8.elementsEqual(rhs.namespace.utf8)
+    lhs.hash == rhs.hash && FNV1a.sameUTF8(lhs.name, rhs.name) && FNV1a.sameUTF8(lhs.namespace, rhs.namespace)
   }
 
   func hash(into hasher: inout Hasher) { hasher.combine(self.hash) }
@@ -90,8 +112,8 @@ struct NameKey: Hashable, Sendable, CustomStringConvertible {
 /// have one object); a set only from two on, so an index costs a dictionary entry per value plus
 /// a set element per extra object. Never empty: the last removal removes the bucket.
 enum IndexBucket: Sendable {
-  case one(HashedKey)
-  case many(Set<HashedKey>)
+  case one(UIDKey)
+  case many(Set<UIDKey>)
 
   var count: Int {
     switch self {
@@ -100,14 +122,14 @@ enum IndexBucket: Sendable {
     }
   }
 
-  func contains(_ uid: HashedKey) -> Bool {
+  func contains(_ uid: UIDKey) -> Bool {
     switch self {
     case .one(let only): only == uid
     case .many(let uids): uids.contains(uid)
     }
   }
 
-  func appendUIDs(to array: inout [HashedKey]) {
+  func appendUIDs(to array: inout [UIDKey]) {
     switch self {
     case .one(let only): array.append(only)
     case .many(let uids): array.append(contentsOf: uids)
@@ -115,11 +137,11 @@ enum IndexBucket: Sendable {
   }
 
   /// Adds `uid`; whether it was new.
-  mutating func insert(_ uid: HashedKey) -> Bool {
+  mutating func insert(_ uid: UIDKey) -> Bool {
     switch self {
     case .one(let only):
       if only == uid { return false }
-      var uids = Set<HashedKey>(minimumCapacity: 2)
+      var uids = Set<UIDKey>(minimumCapacity: 2)
       uids.insert(only)
       uids.insert(uid)
       self = .many(uids)
@@ -134,7 +156,7 @@ enum IndexBucket: Sendable {
 
   /// Removes `uid`; whether it was there, and whether the bucket is now empty (the caller then
   /// removes it).
-  mutating func remove(_ uid: HashedKey) -> (removed: Bool, isEmpty: Bool) {
+  mutating func remove(_ uid: UIDKey) -> (removed: Bool, isEmpty: Bool) {
     switch self {
     case .one(let only):
       return only == uid ? (true, true) : (false, false)
@@ -174,7 +196,7 @@ struct IndexStorage: Sendable {
     self.shards[ObjectCache.shardNumber(value.hash, mask: self.shardMask)]
   }
 
-  func insert(_ uid: HashedKey, under value: HashedKey) {
+  func insert(_ uid: UIDKey, under value: HashedKey) {
     self.shard(for: value).state.withLock { shard in
       func insert(into slot: inout IndexBucket?) -> Bool {
         guard slot != nil else {
@@ -187,7 +209,7 @@ struct IndexStorage: Sendable {
     }
   }
 
-  func remove(_ uid: HashedKey, under value: HashedKey) {
+  func remove(_ uid: UIDKey, under value: HashedKey) {
     self.shard(for: value).state.withLock { shard in
       func remove(from slot: inout IndexBucket?) -> Bool {
         guard slot != nil else { return false }
@@ -199,10 +221,10 @@ struct IndexStorage: Sendable {
     }
   }
 
-  func uids(under value: HashedKey) -> [HashedKey] {
+  func uids(under value: HashedKey) -> [UIDKey] {
     self.shard(for: value).state.withLock { shard in
       guard let bucket = shard.buckets[value] else { return [] }
-      var uids: [HashedKey] = []
+      var uids: [UIDKey] = []
       uids.reserveCapacity(bucket.count)
       bucket.appendUIDs(to: &uids)
       return uids
@@ -211,5 +233,96 @@ struct IndexStorage: Sendable {
 
   func count(under value: HashedKey) -> Int {
     self.shard(for: value).state.withLock { $0.buckets[value]?.count ?? 0 }
+  }
+}
+
+/// An element of a ``SlotTable``: it carries the hash of its own key.
+protocol SlotEntry {
+  var slotHash: UInt64 { get }
+}
+
+/// An open-addressing hash table (linear probing, backward-shift deletion, at most 80% full)
+/// whose elements carry their key: the object table holds each object once, with no separate
+/// key copy, and the name table points at objects instead of copying names. Lookups compare the
+/// stored hash first and call a predicate only on a hash match.
+struct SlotTable<Entry: SlotEntry> {
+  private(set) var slots: [Entry?]
+  private(set) var count = 0
+  private var shift: UInt64
+
+  init(minimumCapacity: Int = 0) {
+    var capacity = 8
+    while capacity * 4 < minimumCapacity * 5 { capacity <<= 1 }
+    self.slots = Array(repeating: nil, count: capacity)
+    self.shift = UInt64(64 - capacity.trailingZeroBitCount)
+  }
+
+  /// The slot a hash starts probing at (Fibonacci hashing: the shard already used the low bits).
+  @inline(__always)
+  private func home(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: (hash &* 0x9E37_79B9_7F4A_7C15) >> self.shift) }
+
+  /// The slot holding the entry with `hash` that `matches`, if any.
+  @inline(__always)
+  func find(hash: UInt64, _ matches: (Entry) -> Bool) -> Int? {
+    let mask = self.slots.count - 1
+    var slot = self.home(hash)
+    while let entry = self.slots[slot] {
+      if entry.slotHash == hash, matches(entry) { return slot }
+      slot = (slot + 1) & mask
+    }
+    return nil
+  }
+
+  subscript(slot: Int) -> Entry {
+    get { self.slots[slot]! }
+    set { self.slots[slot] = newValue }
+  }
+
+  /// Adds `entry`, whose key must not be in the table.
+  mutating func insert(_ entry: Entry) {
+    if (self.count + 1) * 5 > self.slots.count * 4 { self.grow() }
+    self.place(entry)
+    self.count += 1
+  }
+
+  private mutating func place(_ entry: Entry) {
+    let mask = self.slots.count - 1
+    var slot = self.home(entry.slotHash)
+    while self.slots[slot] != nil { slot = (slot + 1) & mask }
+    self.slots[slot] = entry
+  }
+
+  /// Removes the entry at `slot` and returns it.
+  @discardableResult
+  mutating func remove(at slot: Int) -> Entry {
+    let removed = self.slots[slot]!
+    let mask = self.slots.count - 1
+    var hole = slot
+    var next = (slot + 1) & mask
+    while let entry = self.slots[next] {
+      let home = self.home(entry.slotHash)
+      // Move `entry` into the hole unless its home lies cyclically in (hole, next].
+      let stays = hole <= next ? (hole < home && home <= next) : (hole < home || home <= next)
+      if !stays {
+        self.slots[hole] = entry
+        hole = next
+      }
+      next = (next + 1) & mask
+    }
+    self.slots[hole] = nil
+    self.count -= 1
+    return removed
+  }
+
+  private mutating func grow() {
+    let old = self.slots
+    self.slots = Array(repeating: nil, count: old.count * 2)
+    self.shift -= 1
+    for case let entry? in old { self.place(entry) }
+  }
+
+  /// Calls `body` with every entry.
+  func forEach(_ body: (Entry) -> Void) {
+    for case let entry? in self.slots { body(entry) }
   }
 }

@@ -124,10 +124,19 @@ public final class ObjectCache: Sendable {
   public let layout: ResourceLayout
   private let validator: ObjectValidator
 
-  private struct ObjectEntry: Sendable {
+  /// An object table slot: the object (its UID is the key), its relist mark and the UID's hash.
+  struct ObjectEntry: Sendable, SlotEntry {
     var object: CachedObject
     /// The relist generation that last confirmed the object.
     var mark: UInt64
+    let slotHash: UInt64
+  }
+
+  /// A name table slot: the object the name leads to (its namespace/name is the key; its UID is
+  /// the value) and the hash of the name.
+  struct NameEntry: Sendable, SlotEntry {
+    var object: CachedObject
+    let slotHash: UInt64
   }
 
   private struct WriterState: Sendable {
@@ -135,8 +144,8 @@ public final class ObjectCache: Sendable {
   }
 
   private let shardMask: Int
-  private let objectShards: [LockedShard<[HashedKey: ObjectEntry]>]
-  private let nameShards: [LockedShard<[NameKey: HashedKey]>]
+  private let objectShards: [LockedShard<SlotTable<ObjectEntry>>]
+  private let nameShards: [LockedShard<SlotTable<NameEntry>>]
   /// The built-in namespace index first (namespaced kinds only), then the user's.
   private let indexes: [IndexStorage]
   private let writer = Mutex(WriterState())
@@ -169,16 +178,8 @@ public final class ObjectCache: Sendable {
     self.validator = ObjectValidator(layout: layout)
     self.shardMask = shards - 1
     let perShard = expectedObjectCount > 0 ? expectedObjectCount / shards + 1 : 0
-    self.objectShards = (0..<shards).map { _ in
-      var entries: [HashedKey: ObjectEntry] = [:]
-      entries.reserveCapacity(perShard)
-      return LockedShard(entries)
-    }
-    self.nameShards = (0..<shards).map { _ in
-      var entries: [NameKey: HashedKey] = [:]
-      entries.reserveCapacity(perShard)
-      return LockedShard(entries)
-    }
+    self.objectShards = (0..<shards).map { _ in LockedShard(SlotTable(minimumCapacity: perShard)) }
+    self.nameShards = (0..<shards).map { _ in LockedShard(SlotTable(minimumCapacity: perShard)) }
     self.indexes = ((layout.isNamespaced ? [CacheIndex.namespace] : []) + indexes).map {
       IndexStorage(index: $0, shardCount: shards)
     }
@@ -203,14 +204,13 @@ public final class ObjectCache: Sendable {
   public var count: Int { self.objectCount.load(ordering: .relaxed) }
 
   /// The object with `uid`.
-  public func object(uid: String) -> CachedObject? { self.object(uid: HashedKey(uid)) }
+  public func object(uid: String) -> CachedObject? { self.object(uid: UIDKey(uid)) }
 
   /// The object named `name` in `namespace` (empty for cluster-scoped kinds).
   public func object(namespace: String, name: String) -> CachedObject? {
     let nameKey = NameKey(namespace: namespace, name: name)
-    guard let uid = self.nameShard(for: nameKey).state.withLock({ $0[nameKey] }),
-      let object = self.object(uid: uid),
-      object.metadata.namespace == namespace, object.metadata.name == name
+    guard let uid = self.uid(named: nameKey), let object = self.object(uid: uid),
+      object.isNamed(namespace: namespace, name: name)
     else { return nil }
     return object
   }
@@ -227,7 +227,7 @@ public final class ObjectCache: Sendable {
     objects.reserveCapacity(self.count)
     for shard in self.objectShards {
       shard.state.withLock { entries in
-        for entry in entries.values { objects.append(entry.object) }
+        entries.forEach { objects.append($0.object) }
       }
     }
     return objects
@@ -312,9 +312,9 @@ public final class ObjectCache: Sendable {
     self.writer.withLock { _ in
       var removed: [CachedObject] = []
       for shard in self.objectShards {
-        let stale: [HashedKey] = shard.state.withLock { entries in
-          var stale: [HashedKey] = []
-          for (uid, entry) in entries where entry.mark < generation { stale.append(uid) }
+        let stale: [UIDKey] = shard.state.withLock { entries in
+          var stale: [UIDKey] = []
+          entries.forEach { entry in if entry.mark < generation { stale.append(entry.object.uidKey) } }
           return stale
         }
         for uid in stale {
@@ -328,7 +328,7 @@ public final class ObjectCache: Sendable {
   /// Removes the object with `uid` and all its index entries; returns it.
   @discardableResult
   public func remove(uid: String) -> CachedObject? {
-    let uid = HashedKey(uid)
+    let uid = UIDKey(uid)
     return self.writer.withLock { _ in self.removeLocked(uid: uid) }
   }
 
@@ -337,7 +337,7 @@ public final class ObjectCache: Sendable {
   public func remove(namespace: String, name: String) -> CachedObject? {
     let nameKey = NameKey(namespace: namespace, name: name)
     return self.writer.withLock { _ in
-      guard let uid = self.nameShard(for: nameKey).state.withLock({ $0[nameKey] }) else { return nil }
+      guard let uid = self.uid(named: nameKey) else { return nil }
       return self.removeLocked(uid: uid)
     }
   }
@@ -363,19 +363,20 @@ public final class ObjectCache: Sendable {
       var bytes = 0
       for (shardNumber, shard) in self.objectShards.enumerated() {
         let entries = shard.state.withLock { $0 }  // a shared copy: writers are held off
-        for (storedUID, entry) in entries {
+        entries.forEach { entry in
           let object = entry.object
+          let storedUID = object.uidKey
           objects += 1
-          bytes += object.raw.count
-          if storedUID != HashedKey(object.uid) || Self.shardNumber(storedUID.hash, mask: self.shardMask) != shardNumber {
-            violations.append(.misfiled(storedUnder: storedUID.string, uid: object.uid))
+          bytes += object.rawByteCount
+          if entry.slotHash != storedUID.hash || Self.shardNumber(storedUID.hash, mask: self.shardMask) != shardNumber {
+            violations.append(.misfiled(storedUnder: "shard \(shardNumber)", uid: object.uid))
           }
           if let reason = self.invalidity(of: object) {
             violations.append(.invalidObject(uid: object.uid, key: object.key, reason: reason))
           }
-          let nameKey = NameKey(object.metadata)
-          if self.nameShard(for: nameKey).state.withLock({ $0[nameKey] }) != storedUID {
-            violations.append(.nameIndexMissing(uid: storedUID.string, name: nameKey.description))
+          if self.uid(named: NameKey(namespace: object.namespace, name: object.name)) != storedUID {
+            violations.append(
+              .nameIndexMissing(uid: storedUID.string, name: NameKey(namespace: object.namespace, name: object.name).description))
           }
           for storage in self.indexes {
             storage.index.forEachValue(of: object) { value in
@@ -391,10 +392,13 @@ public final class ObjectCache: Sendable {
       }
       for shard in self.nameShards {
         let entries = shard.state.withLock { $0 }
-        for (nameKey, uid) in entries {
-          guard let object = self.object(uid: uid), NameKey(object.metadata) == nameKey else {
-            violations.append(.nameIndexDangling(name: nameKey.description, uid: uid.string))
-            continue
+        entries.forEach { entry in
+          let uid = entry.object.uidKey
+          guard let object = self.object(uid: uid), object.hasSameName(as: entry.object) else {
+            violations.append(
+              .nameIndexDangling(
+                name: NameKey(namespace: entry.object.namespace, name: entry.object.name).description, uid: uid.string))
+            return
           }
         }
       }
@@ -405,7 +409,7 @@ public final class ObjectCache: Sendable {
           let indexShard = shard.state.withLock { $0 }
           recordedEntries += indexShard.entryCount
           for (value, bucket) in indexShard.buckets {
-            var uids: [HashedKey] = []
+            var uids: [UIDKey] = []
             bucket.appendUIDs(to: &uids)
             actualEntries += uids.count
             if uids.isEmpty { violations.append(.emptyIndexBucket(index: storage.index.name, value: value.string)) }
@@ -434,25 +438,38 @@ public final class ObjectCache: Sendable {
     }
   }
 
-  /// Test hook: stores `object` under `uid` as is — no checks, no index entries, no counts.
+  /// Test hook: stores `object` as is — no checks, no index entries, no counts — in the shard
+  /// of `uid` (by default its own).
   func plantForTesting(_ object: CachedObject, underUID uid: String? = nil) {
-    let uid = HashedKey(uid ?? object.uid)
+    let shardUID = uid.map { UIDKey($0) } ?? object.uidKey
     self.writer.withLock { writer in
-      self.objectShard(for: uid).state.withLock { $0[uid] = ObjectEntry(object: object, mark: writer.latestMark) }
+      self.objectShard(for: shardUID).state.withLock {
+        $0.insert(ObjectEntry(object: object, mark: writer.latestMark, slotHash: object.uidKey.hash))
+      }
     }
   }
 
   /// Test hook: adds an entry to the named secondary index as is.
   func plantIndexEntryForTesting(index name: String, value: String, uid: String) {
     self.writer.withLock { _ in
-      self.indexes.first { $0.index.name == name }?.insert(HashedKey(uid), under: HashedKey(value))
+      self.indexes.first { $0.index.name == name }?.insert(UIDKey(uid), under: HashedKey(value))
     }
   }
 
   /// Test hook: points the name index's `namespace/name` at `uid` as is.
   func plantNameForTesting(namespace: String, name: String, uid: String) {
     let nameKey = NameKey(namespace: namespace, name: name)
-    self.writer.withLock { _ in self.nameShard(for: nameKey).state.withLock { $0[nameKey] = HashedKey(uid) } }
+    let key = self.layout.key(namespace: namespace, name: name)
+    let standIn = CachedObject(
+      key: key, metadata: ObjectMeta(uid: uid, name: name, namespace: namespace), raw: Data("{}".utf8))
+    self.writer.withLock { _ in
+      self.nameShard(for: nameKey).state.withLock { names in
+        if let slot = names.find(hash: nameKey.hash, { $0.object.isNamed(namespace: namespace, name: name) }) {
+          names.remove(at: slot)
+        }
+        names.insert(NameEntry(object: standIn, slotHash: nameKey.hash))
+      }
+    }
   }
 
   /// Test hook: leaves an empty bucket under `value` in the named secondary index.
@@ -471,17 +488,38 @@ public final class ObjectCache: Sendable {
   }
 
   @inline(__always)
-  private func objectShard(for uid: HashedKey) -> LockedShard<[HashedKey: ObjectEntry]> {
+  private func objectShard(for uid: UIDKey) -> LockedShard<SlotTable<ObjectEntry>> {
     self.objectShards[Self.shardNumber(uid.hash, mask: self.shardMask)]
   }
 
   @inline(__always)
-  private func nameShard(for nameKey: NameKey) -> LockedShard<[NameKey: HashedKey]> {
+  private func objectShard(hash: UInt64) -> LockedShard<SlotTable<ObjectEntry>> {
+    self.objectShards[Self.shardNumber(hash, mask: self.shardMask)]
+  }
+
+  @inline(__always)
+  private func nameShard(for nameKey: NameKey) -> LockedShard<SlotTable<NameEntry>> {
     self.nameShards[Self.shardNumber(nameKey.hash, mask: self.shardMask)]
   }
 
-  private func object(uid: HashedKey) -> CachedObject? {
-    self.objectShard(for: uid).state.withLock { $0[uid]?.object }
+  @inline(__always)
+  private func nameShard(hash: UInt64) -> LockedShard<SlotTable<NameEntry>> {
+    self.nameShards[Self.shardNumber(hash, mask: self.shardMask)]
+  }
+
+  private func object(uid: UIDKey) -> CachedObject? {
+    let hash = uid.hash
+    return self.objectShard(hash: hash).state.withLock { entries in
+      entries.find(hash: hash) { $0.object.uidKey == uid }.map { entries[$0].object }
+    }
+  }
+
+  /// The UID the name index gives `nameKey`.
+  private func uid(named nameKey: NameKey) -> UIDKey? {
+    self.nameShard(for: nameKey).state.withLock { names in
+      names.find(hash: nameKey.hash) { $0.object.isNamed(namespace: nameKey.namespace, name: nameKey.name) }
+        .map { names[$0].object.uidKey }
+    }
   }
 
   private func storage(of index: CacheIndex) throws(CacheError) -> IndexStorage {
@@ -490,7 +528,7 @@ public final class ObjectCache: Sendable {
     throw CacheError(code: .unknownIndex, message: "this \(self.layout.plural) cache has no index \"\(index.name)\"")
   }
 
-  private func objects(uids: [HashedKey]) -> [CachedObject] {
+  private func objects(uids: [UIDKey]) -> [CachedObject] {
     var objects: [CachedObject] = []
     objects.reserveCapacity(uids.count)
     for uid in uids {
@@ -501,7 +539,7 @@ public final class ObjectCache: Sendable {
 
   /// Why `object` must not be cached, or `nil`.
   private func invalidity(of object: CachedObject) -> IngestRejectionReason? {
-    self.validator.rejectionReason(key: object.key, metadata: object.metadata, raw: object.raw)
+    self.validator.rejectionReason(for: object)
   }
 
   private enum Existing {
@@ -511,44 +549,46 @@ public final class ObjectCache: Sendable {
     case heldElsewhere(key: String)
   }
 
-  /// Called with the writer lock held. Each shard is looked up once (dictionary slots are
-  /// modified in place); the object is written before its name and index entries.
+  /// Called with the writer lock held. Each shard is looked up once (slots are modified in
+  /// place); the object is written before its name and index entries.
   private func upsertLocked(_ new: CachedObject, mark: UInt64) -> CacheChange {
     if let reason = self.invalidity(of: new) { return .rejected(reason) }
-    let uid = HashedKey(new.uid)
-    let existing: Existing = self.objectShard(for: uid).state.withLock { entries in
-      func store(in slot: inout ObjectEntry?) -> Existing {
-        guard let current = slot else {
-          slot = ObjectEntry(object: new, mark: mark)
-          return .none
-        }
-        if current.object.metadata.resourceVersion == new.metadata.resourceVersion, current.object.key == new.key {
-          slot!.mark = mark
-          return .unchanged
-        }
-        if current.object.key != new.key, current.mark == mark {
-          // The UID is confirmed under another key (by the watch, or already by this relist):
-          // a copied document, not a move. A move would have deleted the old key first, or,
-          // during a relist, leaves the old entry unconfirmed (an older mark).
-          return .heldElsewhere(key: current.object.key)
-        }
-        slot = ObjectEntry(object: new, mark: mark)
-        return .old(current.object)
+    let uid = new.uidKey
+    let uidHash = uid.hash
+    let existing: Existing = self.objectShard(hash: uidHash).state.withLock { entries in
+      guard let slot = entries.find(hash: uidHash, { $0.object.uidKey == uid }) else {
+        entries.insert(ObjectEntry(object: new, mark: mark, slotHash: uidHash))
+        return .none
       }
-      return store(in: &entries[uid])
+      let current = entries[slot]
+      let sameKey = current.object.hasSameKey(as: new)
+      if current.object.resourceVersion == new.resourceVersion, sameKey {
+        entries[slot].mark = mark
+        return .unchanged
+      }
+      if !sameKey, current.mark == mark {
+        // The UID is confirmed under another key (by the watch, or already by this relist):
+        // a copied document, not a move. A move would have deleted the old key first, or,
+        // during a relist, leaves the old entry unconfirmed (an older mark).
+        return .heldElsewhere(key: current.object.key)
+      }
+      entries[slot] = ObjectEntry(object: new, mark: mark, slotHash: uidHash)
+      return .old(current.object)
     }
     if case .unchanged = existing { return .unchanged }
     if case .heldElsewhere(let key) = existing { return .rejected(.duplicateUID(heldBy: key)) }
 
-    // The name now leads to this UID; a different UID that held it is removed (its own name
+    // The name now leads to this object; a different UID that held it is removed (its own name
     // entry is left alone, since it no longer points to it).
-    let nameKey = NameKey(new.metadata)
-    let holder = self.nameShard(for: nameKey).state.withLock { names in
-      func claim(_ slot: inout HashedKey?) -> HashedKey? {
-        defer { slot = uid }
-        return slot
+    let nameHash = NameKey.hash(of: new)
+    let holder: UIDKey? = self.nameShard(hash: nameHash).state.withLock { names in
+      if let slot = names.find(hash: nameHash, { $0.object.hasSameName(as: new) }) {
+        let holder = names[slot].object.uidKey
+        names[slot] = NameEntry(object: new, slotHash: nameHash)
+        return holder
       }
-      return claim(&names[nameKey])
+      names.insert(NameEntry(object: new, slotHash: nameHash))
+      return nil
     }
     var displaced: CachedObject?
     if let holder, holder != uid {
@@ -558,11 +598,13 @@ public final class ObjectCache: Sendable {
 
     switch existing {
     case .old(let old):
-      let oldNameKey = NameKey(old.metadata)
-      if oldNameKey != nameKey {
+      if !old.hasSameName(as: new) {
         // A relist found the UID under a new key (the old one unconfirmed): the entry follows it.
-        self.nameShard(for: oldNameKey).state.withLock { names in
-          if names[oldNameKey] == uid { names[oldNameKey] = nil }
+        let oldNameHash = NameKey.hash(of: old)
+        self.nameShard(hash: oldNameHash).state.withLock { names in
+          if let slot = names.find(hash: oldNameHash, { $0.object.hasSameName(as: old) }), names[slot].object.uidKey == uid {
+            names.remove(at: slot)
+          }
         }
       }
       for storage in self.indexes where !storage.index.sameValues(old, new) {
@@ -571,32 +613,37 @@ public final class ObjectCache: Sendable {
         for value in oldValues where !newValues.contains(value) { storage.remove(uid, under: HashedKey(value)) }
         for value in newValues where !oldValues.contains(value) { storage.insert(uid, under: HashedKey(value)) }
       }
-      self.recordSizes(objects: 0, bytes: new.raw.count - old.raw.count)
+      self.recordSizes(objects: 0, bytes: new.rawByteCount - old.rawByteCount)
       if let displaced { return .replaced(old: displaced, new: new) }
       return .updated(old: old, new: new)
     case .none, .unchanged, .heldElsewhere:
       for storage in self.indexes {
         storage.index.forEachValue(of: new) { value in storage.insert(uid, under: HashedKey(value)) }
       }
-      self.recordSizes(objects: 1, bytes: new.raw.count)
+      self.recordSizes(objects: 1, bytes: new.rawByteCount)
       if let displaced { return .replaced(old: displaced, new: new) }
       return .added(new)
     }
   }
 
   /// Called with the writer lock held. Index entries go first, the object last.
-  private func removeLocked(uid: HashedKey) -> CachedObject? {
-    let objectShard = self.objectShard(for: uid)
-    guard let old = objectShard.state.withLock({ $0[uid]?.object }) else { return nil }
+  private func removeLocked(uid: UIDKey) -> CachedObject? {
+    let uidHash = uid.hash
+    let objectShard = self.objectShard(hash: uidHash)
+    guard let old = self.object(uid: uid) else { return nil }
     for storage in self.indexes {
       storage.index.forEachValue(of: old) { value in storage.remove(uid, under: HashedKey(value)) }
     }
-    let nameKey = NameKey(old.metadata)
-    self.nameShard(for: nameKey).state.withLock { names in
-      if names[nameKey] == uid { names[nameKey] = nil }
+    let nameHash = NameKey.hash(of: old)
+    self.nameShard(hash: nameHash).state.withLock { names in
+      if let slot = names.find(hash: nameHash, { $0.object.hasSameName(as: old) }), names[slot].object.uidKey == uid {
+        names.remove(at: slot)
+      }
     }
-    objectShard.state.withLock { entries in entries[uid] = nil }
-    self.recordSizes(objects: -1, bytes: -old.raw.count)
+    objectShard.state.withLock { entries in
+      if let slot = entries.find(hash: uidHash, { $0.object.uidKey == uid }) { entries.remove(at: slot) }
+    }
+    self.recordSizes(objects: -1, bytes: -old.rawByteCount)
     return old
   }
 

@@ -49,9 +49,12 @@ struct ObjectValidator: Sendable {
   let layout: ResourceLayout
   private let prefix: String
 
+  private let prefixBytes: [UInt8]
+
   init(layout: ResourceLayout) {
     self.layout = layout
     self.prefix = layout.prefix
+    self.prefixBytes = Array(layout.prefix.utf8)
   }
 
   /// The reason `metadata` with `raw` cannot be cached under `key`, or `nil` if it can.
@@ -63,6 +66,52 @@ struct ObjectValidator: Sendable {
       return .keyMismatch(namespace: metadata.namespace, name: metadata.name)
     }
     return nil
+  }
+
+  /// The reason `object` cannot be cached under its key, or `nil` if it can. Reads the object's
+  /// fields in place (no metadata is decoded for a valid object).
+  func rejectionReason(for object: CachedObject) -> IngestRejectionReason? {
+    if object.rawByteCount == 0 { return .emptyPayload }
+    if object.uidKey.isEmpty { return .emptyUID }
+    let nameIsEmpty = object.withName { $0.isEmpty }
+    if nameIsEmpty { return .emptyName }
+    let exact = object.storage.withKey { key in
+      object.withName { name in self.keyIsExactly(key, namespace: object.namespace, name: name) }
+    }
+    if !exact {
+      let key = object.key
+      let metadata = ObjectMeta(uid: object.uid, name: object.name, namespace: object.namespace)
+      if !self.layout.keyMatches(key, metadata: metadata) {
+        return .keyMismatch(namespace: metadata.namespace, name: metadata.name)
+      }
+    }
+    return nil
+  }
+
+  /// Whether `key` is byte for byte the key the layout gives `namespace` and `name`, with no `/`
+  /// inside them (bytes form of ``keyIsExactly(_:metadata:)``).
+  private func keyIsExactly(_ key: UnsafeBufferPointer<UInt8>, namespace: String, name: UnsafeBufferPointer<UInt8>) -> Bool {
+    let slash = UInt8(ascii: "/")
+    var offset = 0
+    /// Consumes `part` from the key (with no `/` inside unless allowed).
+    func consume(_ part: UnsafeBufferPointer<UInt8>, allowSlash: Bool) -> Bool {
+      guard offset + part.count <= key.count, let partBase = part.baseAddress else { return part.isEmpty }
+      guard memcmp(key.baseAddress! + offset, partBase, part.count) == 0 else { return false }
+      if !allowSlash, memchr(partBase, Int32(slash), part.count) != nil { return false }
+      offset += part.count
+      return true
+    }
+    guard !name.isEmpty, self.prefixBytes.withUnsafeBufferPointer({ consume($0, allowSlash: true) }) else { return false }
+    if self.layout.isNamespaced {
+      var namespace = namespace
+      guard !namespace.isEmpty, namespace.withUTF8({ consume($0, allowSlash: false) }),
+        offset < key.count, key[offset] == slash
+      else { return false }
+      offset += 1
+    } else {
+      guard namespace.isEmpty else { return false }
+    }
+    return consume(name, allowSlash: false) && offset == key.count
   }
 
   /// Whether `key` is byte for byte the key the layout gives `metadata`, with no `/` inside the
@@ -118,7 +167,7 @@ public struct IngestRejection: Error, Sendable, Hashable, CustomStringConvertibl
 /// further keys are counted in ``rejectionsNotLogged`` instead of logged.
 ///
 /// Safe to call from any thread; the informer is its usual caller.
-public final class ObjectIngestor: Sendable {
+public final class ObjectIngestor: Sendable, DecodeFailureReporter {
   /// A change applied to an object before it is cached (e.g. stripping fields nobody reads). It
   /// gets the extracted metadata and the raw bytes; keep them consistent, since
   /// ``CachedObject/decode(as:)`` decodes the bytes. The result is validated again.
@@ -129,7 +178,8 @@ public final class ObjectIngestor: Sendable {
   private let validator: ObjectValidator
   /// Extracts metadata; its interner lets the objects of this kind share repeated strings
   /// (namespaces, label keys and values, owner kinds).
-  private let scanner = ObjectMetaScanner(interner: StringInterner())
+  private let scanner: ObjectMetaScanner
+  private let interner = StringInterner()
   private let transform: Transform?
   private let logger: Logger
   private let reportedKeyLimit: Int
@@ -165,6 +215,7 @@ public final class ObjectIngestor: Sendable {
     self.zeroValueKeys = Counter(label: "capstan_cache_zero_value_keys_total", dimensions: dimensions, factory: factory)
     self.decodeErrors = Counter(label: "capstan_cache_decode_errors_total", dimensions: dimensions, factory: factory)
     self.reported = Mutex(ReportedKeys())
+    self.scanner = ObjectMetaScanner(interner: self.interner)
   }
 
   /// The cached form of `keyValue`, or why it must not be cached (counted and logged once per key).
@@ -202,6 +253,23 @@ public final class ObjectIngestor: Sendable {
       .failure(IngestRejection(key: keyValue.key, modRevision: keyValue.modRevision, reason: reason))
     }
     if keyValue.value.isEmpty { return reject(.emptyPayload) }
+    // The fast path: one validating pass that records where the metadata sits, and one copy of
+    // the bytes into the object's storage.
+    if self.transform == nil {
+      let compact: CachedObject? = keyValue.value.withUnsafeBytes { bytes in
+        var sink = CompactMetadataSink()
+        guard (try? self.scanner.scan(bytes, into: &sink)) != nil, sink.isSupported else { return nil }
+        return CachedObject(
+          storage: CachedObjectStorage.make(
+            key: keyValue.key, raw: bytes, modRevision: keyValue.modRevision, sink: sink, interner: self.interner,
+            reporter: self))
+      }
+      if let compact {
+        if let reason = self.validator.rejectionReason(for: compact) { return reject(reason) }
+        return .success(compact)
+      }
+    }
+    // Everything else (a transform, unusual strings, errors to describe) takes the full scan.
     var metadata: ObjectMeta
     do {
       metadata = try extractObjectMeta(from: keyValue.value, scanner: self.scanner)
@@ -217,10 +285,20 @@ public final class ObjectIngestor: Sendable {
     if let reason = self.validator.rejectionReason(key: keyValue.key, metadata: metadata, raw: raw) {
       return reject(reason)
     }
-    return .success(CachedObject(key: keyValue.key, metadata: metadata, raw: raw))
+    return .success(
+      CachedObject(storage: CachedObjectStorage.make(key: keyValue.key, metadata: metadata, raw: raw, reporter: self)))
   }
 
-  private func record(_ rejection: IngestRejection) {
+  /// Counts and logs (once per key) a cached object whose bytes did not decode as `kind`: a
+  /// late decode error, reported like the ones found at ingest.
+  func reportDecodeFailure(of object: CachedObject, as kind: String, error: any Error) {
+    self.record(
+      IngestRejection(
+        key: object.key, modRevision: object.resourceVersion,
+        reason: .undecodable(description: "as \(kind): \(Self.describe(error))")), late: true)
+  }
+
+  private func record(_ rejection: IngestRejection, late: Bool = false) {
     if rejection.reason.isZeroValue {
       self.zeroValueKeys.increment()
     } else {
@@ -240,7 +318,7 @@ public final class ObjectIngestor: Sendable {
     switch decision {
     case .log:
       self.logger.warning(
-        "not caching a stored object",
+        late ? "a cached object does not decode" : "not caching a stored object",
         metadata: [
           "key": "\(rejection.key)", "mod_revision": "\(rejection.modRevision)",
           "reason": "\(rejection.reason)", "resource": "\(self.layout.plural)",

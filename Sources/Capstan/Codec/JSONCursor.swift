@@ -93,9 +93,11 @@ struct JSONCursor {
 
   // MARK: Strings
 
-  /// Whether any of the 8 bytes is a quote, a backslash, a control character or non-ASCII.
+  /// The high bit of each of the 8 bytes (little-endian: the first byte is the lowest) that may
+  /// be a quote, a backslash, a control character or non-ASCII; 0 when none is. A borrow can set
+  /// bits above a flagged byte, but never below: the lowest set bit is exactly the first such byte.
   @inline(__always)
-  static func needsAttention(_ word: UInt64) -> Bool {
+  static func attentionMask(_ word: UInt64) -> UInt64 {
     let ones: UInt64 = 0x0101_0101_0101_0101
     let highBits: UInt64 = 0x8080_8080_8080_8080
     let quotes = word ^ (ones &* 0x22)
@@ -104,8 +106,12 @@ struct JSONCursor {
     let belowSpace = (word &- ones &* 0x20) & ~word
     let quote = (quotes &- ones) & ~quotes
     let backslash = (backslashes &- ones) & ~backslashes
-    return ((nonASCII | belowSpace | quote | backslash) & highBits) != 0
+    return (nonASCII | belowSpace | quote | backslash) & highBits
   }
+
+  /// Whether any of the 8 bytes is a quote, a backslash, a control character or non-ASCII.
+  @inline(__always)
+  static func needsAttention(_ word: UInt64) -> Bool { self.attentionMask(word) != 0 }
 
   /// Scans a string whose opening quote is at the current position; leaves the position after
   /// the closing quote.
@@ -117,8 +123,13 @@ struct JSONCursor {
     let base = self.base
     while true {
       while index &+ 8 <= count {
-        let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-        if Self.needsAttention(word) { break }
+        let word = UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self))
+        let mask = Self.attentionMask(word)
+        if mask != 0 {
+          // Straight to the first byte that may need attention.
+          index &+= mask.trailingZeroBitCount &>> 3
+          break
+        }
         index &+= 8
       }
       guard index < count else { throw JSONScanError(.unexpectedEndOfInput, at: index) }

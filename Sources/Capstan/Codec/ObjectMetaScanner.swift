@@ -41,13 +41,20 @@ public struct ObjectMetaScanner: Sendable {
 
   /// Validates a JSON object document and extracts its metadata.
   public func scan(_ bytes: UnsafeRawBufferPointer) throws(JSONScanError) -> ObjectMeta {
+    var sink = ObjectMetaSink()
+    try self.scan(bytes, into: &sink)
+    return sink.meta
+  }
+
+  /// Validates a JSON object document and hands its metadata to `sink`.
+  func scan<Sink: MetadataSink>(_ bytes: UnsafeRawBufferPointer, into sink: inout Sink) throws(JSONScanError) {
     guard let base = bytes.baseAddress, !bytes.isEmpty else {
       throw JSONScanError(.unexpectedEndOfInput, at: 0)
     }
     var reader = MetadataReader(
       cursor: JSONCursor(base: base.assumingMemoryBound(to: UInt8.self), count: bytes.count),
       interner: self.interner)
-    let meta = try reader.readDocument()
+    try reader.readDocument(into: &sink)
     if let offset = reader.cursor.firstUnrepresentableNumber {
       // A number beyond Double's range makes Foundation reject the document unless a later
       // duplicate key replaced the value holding it (Foundation keeps the last). That takes
@@ -58,7 +65,16 @@ public struct ObjectMetaScanner: Sendable {
         throw JSONScanError(.numberNotRepresentable, at: offset)
       }
     }
-    return meta
+  }
+
+  /// The metadata of a document this scanner already accepted, from the `metadata` object that
+  /// starts at `offset` (as a ``CompactMetadataSink`` recorded it).
+  func metadata(ofValidatedDocument bytes: UnsafeBufferPointer<UInt8>, metadataAt offset: Int) -> ObjectMeta {
+    guard let base = bytes.baseAddress else { return ObjectMeta() }
+    var reader = MetadataReader(cursor: JSONCursor(base: base, count: bytes.count), interner: self.interner)
+    reader.cursor.position = offset
+    // Cannot fail: the same reader accepted these bytes when they were cached.
+    return (try? reader.readMetadata()) ?? ObjectMeta()
   }
 
   /// Validates a JSON object document and extracts its metadata.
@@ -98,6 +114,13 @@ struct MetadataReader {
   // MARK: Document
 
   mutating func readDocument() throws(JSONScanError) -> ObjectMeta {
+    var sink = ObjectMetaSink()
+    try self.readDocument(into: &sink)
+    return sink.meta
+  }
+
+  /// Reads a whole document, handing the first top-level `metadata` member to `sink`.
+  mutating func readDocument<Sink: MetadataSink>(into sink: inout Sink) throws(JSONScanError) {
     try self.skipByteOrderMark()
     let first = try self.cursor.peekNonWhitespace()
     guard first == 0x7B else {
@@ -108,10 +131,11 @@ struct MetadataReader {
       }
       throw JSONScanError(.unexpectedByte(first), at: self.cursor.position)
     }
-    var meta: ObjectMeta?
+    var found = false
     try self.readObject(depth: 0) { reader, key throws(JSONScanError) in
-      if meta == nil, reader.cursor.token(key, equals: "metadata") {
-        meta = try reader.readMetadata()
+      if !found, reader.cursor.token(key, equals: "metadata") {
+        found = true
+        try reader.readMetadata(into: &sink)
       } else {
         try reader.cursor.skipValue(depth: 1)
       }
@@ -120,7 +144,6 @@ struct MetadataReader {
     if self.cursor.position < self.cursor.count {
       throw JSONScanError(.unexpectedByte(self.cursor.byte(at: self.cursor.position)), at: self.cursor.position)
     }
-    return meta ?? ObjectMeta()
   }
 
   /// Skips a UTF-8 byte-order mark; rejects UTF-16 and UTF-32 input, which Foundation would
@@ -236,14 +259,6 @@ struct MetadataReader {
     return string
   }
 
-  /// A string, or `nil` for `null`; anything else is a type mismatch.
-  mutating func readOptionalString(depth: Int, interned: Bool = false, path: @autoclosure () -> String)
-    throws(JSONScanError) -> String?
-  {
-    guard let token = try self.readOptionalStringToken(depth: depth, path: path()) else { return nil }
-    return self.makeString(token, interned: interned)
-  }
-
   mutating func readOptionalStringToken(depth: Int, path: @autoclosure () -> String) throws(JSONScanError)
     -> JSONStringToken?
   {
@@ -254,16 +269,6 @@ struct MetadataReader {
       return nil
     default: try self.mismatch(expected: "a string", depth: depth, path: path())
     }
-  }
-
-  /// A string where `null` is not allowed (`JSONDecoder`'s `decode(String.self)`).
-  mutating func readRequiredString(depth: Int, interned: Bool = false, path: @autoclosure () -> String)
-    throws(JSONScanError) -> String
-  {
-    guard try self.cursor.peekNonWhitespace() == 0x22 else {
-      try self.mismatch(expected: "a string", depth: depth, path: path())
-    }
-    return self.makeString(try self.cursor.scanString(), interned: interned)
   }
 
   mutating func readOptionalBool(depth: Int, path: @autoclosure () -> String) throws(JSONScanError) -> Bool? {
@@ -281,7 +286,7 @@ struct MetadataReader {
 
   mutating func readTimestamp(depth: Int, path: @autoclosure () -> String) throws(JSONScanError) -> Timestamp? {
     guard let token = try self.readOptionalStringToken(depth: depth, path: path()) else { return nil }
-    let seconds = self.cursor.withUnescapedBytes(token) { bytes in Timestamp.parse(Array(bytes)) }
+    let seconds = self.cursor.withUnescapedBytes(token) { bytes in Timestamp.parse(bytes) }
     guard let seconds else {
       throw JSONScanError(
         .invalidValue("\"\(self.cursor.string(token))\" is not an RFC 3339 time"), at: token.start - 1, path: path())
@@ -291,12 +296,14 @@ struct MetadataReader {
 
   // MARK: Metadata
 
-  mutating func readMetadata() throws(JSONScanError) -> ObjectMeta {
-    if try self.skipNull() { return ObjectMeta() }
+  /// Reads the `metadata` value (an object or `null`) at the current position into `sink`.
+  /// Every validation and duplicate rule lives here, whatever the sink keeps.
+  mutating func readMetadata<Sink: MetadataSink>(into sink: inout Sink) throws(JSONScanError) {
+    if try self.skipNull() { return }
     guard try self.cursor.peekNonWhitespace() == 0x7B else {
       try self.mismatch(expected: "an object", depth: 1, path: "metadata")
     }
-    var meta = ObjectMeta()
+    sink.metadataObject(startingAt: self.cursor.position)
     var seen: UInt16 = 0
     // Of duplicate keys the first wins; later ones are only validated.
     func first(_ field: UInt16) -> Bool {
@@ -306,32 +313,38 @@ struct MetadataReader {
     try self.readObject(depth: 1) { reader, key throws(JSONScanError) in
       let cursor = reader.cursor
       if cursor.token(key, equals: "name"), first(0) {
-        meta.name = try reader.readOptionalString(depth: 2, path: "metadata.name") ?? ""
+        sink.name(try reader.readOptionalStringToken(depth: 2, path: "metadata.name"), reader)
       } else if cursor.token(key, equals: "namespace"), first(1) {
-        meta.namespace = try reader.readOptionalString(depth: 2, interned: true, path: "metadata.namespace") ?? ""
+        sink.namespace(try reader.readOptionalStringToken(depth: 2, path: "metadata.namespace"), reader)
       } else if cursor.token(key, equals: "uid"), first(2) {
-        meta.uid = try reader.readOptionalString(depth: 2, path: "metadata.uid") ?? ""
+        sink.uid(try reader.readOptionalStringToken(depth: 2, path: "metadata.uid"), reader)
       } else if cursor.token(key, equals: "resourceVersion"), first(3) {
-        meta.resourceVersion = try reader.readResourceVersion()
+        sink.resourceVersion(try reader.readResourceVersion())
       } else if cursor.token(key, equals: "generation"), first(4) {
-        meta.generation = try reader.readGeneration()
+        sink.generation(try reader.readGeneration())
       } else if cursor.token(key, equals: "labels"), first(5) {
-        meta.labels = try reader.readStringMap(internValues: true, path: "metadata.labels")
+        try reader.readStringMap(.labels, into: &sink, path: "metadata.labels")
       } else if cursor.token(key, equals: "annotations"), first(6) {
-        meta.annotations = try reader.readStringMap(internValues: false, path: "metadata.annotations")
+        try reader.readStringMap(.annotations, into: &sink, path: "metadata.annotations")
       } else if cursor.token(key, equals: "ownerReferences"), first(7) {
-        meta.ownerReferences = try reader.readOwnerReferences()
+        try reader.readOwnerReferences(into: &sink)
       } else if cursor.token(key, equals: "finalizers"), first(8) {
-        meta.finalizers = try reader.readFinalizers()
+        try reader.readFinalizers(into: &sink)
       } else if cursor.token(key, equals: "creationTimestamp"), first(9) {
-        meta.creationTimestamp = try reader.readTimestamp(depth: 2, path: "metadata.creationTimestamp")
+        sink.creationTimestamp(try reader.readTimestamp(depth: 2, path: "metadata.creationTimestamp"))
       } else if cursor.token(key, equals: "deletionTimestamp"), first(10) {
-        meta.deletionTimestamp = try reader.readTimestamp(depth: 2, path: "metadata.deletionTimestamp")
+        sink.deletionTimestamp(try reader.readTimestamp(depth: 2, path: "metadata.deletionTimestamp"))
       } else {
         try reader.cursor.skipValue(depth: 2)
       }
     }
-    return meta
+    sink.metadataObject(endingAt: self.cursor.position)
+  }
+
+  mutating func readMetadata() throws(JSONScanError) -> ObjectMeta {
+    var sink = ObjectMetaSink()
+    try self.readMetadata(into: &sink)
+    return sink.meta
   }
 
   /// `resourceVersion`: absent, `null` or `""` is 0; otherwise `Int64(text)` must be ≥ 0.
@@ -366,59 +379,65 @@ struct MetadataReader {
     }
   }
 
-  /// `labels` or `annotations`: `null` is empty; values must be strings.
-  mutating func readStringMap(internValues: Bool, path: String) throws(JSONScanError) -> [String: String] {
-    if try self.skipNull() { return [:] }
+  /// `labels` or `annotations`: `null` is empty; values must be strings; of duplicate keys the
+  /// first wins (the sink decides what is a duplicate).
+  mutating func readStringMap<Sink: MetadataSink>(_ map: MetadataMap, into sink: inout Sink, path: String)
+    throws(JSONScanError)
+  {
+    if try self.skipNull() { return }
     guard try self.cursor.peekNonWhitespace() == 0x7B else {
       try self.mismatch(expected: "an object", depth: 2, path: path)
     }
-    var map: [String: String] = [:]
     try self.readObject(depth: 2) { reader, keyToken throws(JSONScanError) in
-      let key = reader.makeString(keyToken, interned: true)
-      if map[key] != nil {
+      if sink.isDuplicate(keyToken, in: map, reader) {
         try reader.cursor.skipValue(depth: 3)
         return
       }
-      map[key] = try reader.readRequiredString(depth: 3, interned: internValues, path: "\(path).\(key)")
+      guard try reader.cursor.peekNonWhitespace() == 0x22 else {
+        let key = reader.cursor.string(keyToken)
+        try reader.mismatch(expected: "a string", depth: 3, path: "\(path).\(key)")
+      }
+      let value = try reader.cursor.scanString()
+      sink.entry(keyToken, value, in: map, reader)
     }
-    return map
   }
 
-  mutating func readFinalizers() throws(JSONScanError) -> [String] {
-    if try self.skipNull() { return [] }
+  mutating func readFinalizers<Sink: MetadataSink>(into sink: inout Sink) throws(JSONScanError) {
+    if try self.skipNull() { return }
     guard try self.cursor.peekNonWhitespace() == 0x5B else {
       try self.mismatch(expected: "an array", depth: 2, path: "metadata.finalizers")
     }
-    var finalizers: [String] = []
     try self.readArray(depth: 2) { reader, index throws(JSONScanError) in
-      finalizers.append(try reader.readRequiredString(depth: 3, interned: true, path: "metadata.finalizers[\(index)]"))
+      guard try reader.cursor.peekNonWhitespace() == 0x22 else {
+        try reader.mismatch(expected: "a string", depth: 3, path: "metadata.finalizers[\(index)]")
+      }
+      sink.finalizer(try reader.cursor.scanString(), reader)
     }
-    return finalizers
   }
 
-  mutating func readOwnerReferences() throws(JSONScanError) -> [OwnerReference] {
-    if try self.skipNull() { return [] }
+  mutating func readOwnerReferences<Sink: MetadataSink>(into sink: inout Sink) throws(JSONScanError) {
+    if try self.skipNull() { return }
     guard try self.cursor.peekNonWhitespace() == 0x5B else {
       try self.mismatch(expected: "an array", depth: 2, path: "metadata.ownerReferences")
     }
-    var references: [OwnerReference] = []
     try self.readArray(depth: 2) { reader, index throws(JSONScanError) in
-      references.append(try reader.readOwnerReference(path: "metadata.ownerReferences[\(index)]"))
+      try reader.readOwnerReference(into: &sink, path: "metadata.ownerReferences[\(index)]")
     }
-    return references
   }
 
   /// An owner reference: `apiVersion`, `kind`, `name` and `uid` are required strings (its
   /// synthesized `Decodable`); `controller` and `blockOwnerDeletion` are optional Bools.
-  mutating func readOwnerReference(path: String) throws(JSONScanError) -> OwnerReference {
+  mutating func readOwnerReference<Sink: MetadataSink>(into sink: inout Sink, path: @autoclosure () -> String)
+    throws(JSONScanError)
+  {
     let start = self.cursor.position
     guard try self.cursor.peekNonWhitespace() == 0x7B else {
-      try self.mismatch(expected: "an object", depth: 3, path: path)
+      try self.mismatch(expected: "an object", depth: 3, path: path())
     }
-    var apiVersion: String?
-    var kind: String?
-    var name: String?
-    var uid: String?
+    var apiVersion: JSONStringToken?
+    var kind: JSONStringToken?
+    var name: JSONStringToken?
+    var uid: JSONStringToken?
     var controller: Bool?
     var blockOwnerDeletion: Bool?
     var seen: UInt8 = 0
@@ -426,30 +445,127 @@ struct MetadataReader {
       defer { seen |= 1 << field }
       return seen & (1 << field) == 0
     }
+    func requiredString(_ reader: inout MetadataReader, _ field: String) throws(JSONScanError) -> JSONStringToken {
+      guard try reader.cursor.peekNonWhitespace() == 0x22 else {
+        try reader.mismatch(expected: "a string", depth: 4, path: "\(path()).\(field)")
+      }
+      return try reader.cursor.scanString()
+    }
     try self.readObject(depth: 3) { reader, key throws(JSONScanError) in
       let cursor = reader.cursor
       if cursor.token(key, equals: "apiVersion"), first(0) {
-        apiVersion = try reader.readRequiredString(depth: 4, interned: true, path: "\(path).apiVersion")
+        apiVersion = try requiredString(&reader, "apiVersion")
       } else if cursor.token(key, equals: "kind"), first(1) {
-        kind = try reader.readRequiredString(depth: 4, interned: true, path: "\(path).kind")
+        kind = try requiredString(&reader, "kind")
       } else if cursor.token(key, equals: "name"), first(2) {
-        name = try reader.readRequiredString(depth: 4, path: "\(path).name")
+        name = try requiredString(&reader, "name")
       } else if cursor.token(key, equals: "uid"), first(3) {
-        uid = try reader.readRequiredString(depth: 4, path: "\(path).uid")
+        uid = try requiredString(&reader, "uid")
       } else if cursor.token(key, equals: "controller"), first(4) {
-        controller = try reader.readOptionalBool(depth: 4, path: "\(path).controller")
+        controller = try reader.readOptionalBool(depth: 4, path: "\(path()).controller")
       } else if cursor.token(key, equals: "blockOwnerDeletion"), first(5) {
-        blockOwnerDeletion = try reader.readOptionalBool(depth: 4, path: "\(path).blockOwnerDeletion")
+        blockOwnerDeletion = try reader.readOptionalBool(depth: 4, path: "\(path()).blockOwnerDeletion")
       } else {
         try reader.cursor.skipValue(depth: 4)
       }
     }
-    guard let apiVersion else { throw JSONScanError(.missingField("apiVersion"), at: start, path: path) }
-    guard let kind else { throw JSONScanError(.missingField("kind"), at: start, path: path) }
-    guard let name else { throw JSONScanError(.missingField("name"), at: start, path: path) }
-    guard let uid else { throw JSONScanError(.missingField("uid"), at: start, path: path) }
-    return OwnerReference(
-      apiVersion: apiVersion, kind: kind, name: name, uid: uid, controller: controller,
-      blockOwnerDeletion: blockOwnerDeletion)
+    guard let apiVersion else { throw JSONScanError(.missingField("apiVersion"), at: start, path: path()) }
+    guard let kind else { throw JSONScanError(.missingField("kind"), at: start, path: path()) }
+    guard let name else { throw JSONScanError(.missingField("name"), at: start, path: path()) }
+    guard let uid else { throw JSONScanError(.missingField("uid"), at: start, path: path()) }
+    sink.ownerReference(
+      OwnerReferenceTokens(
+        apiVersion: apiVersion, kind: kind, name: name, uid: uid, controller: controller,
+        blockOwnerDeletion: blockOwnerDeletion), self)
+  }
+}
+
+/// Which string map of the metadata a member belongs to.
+enum MetadataMap {
+  case labels, annotations
+}
+
+/// An owner reference as the tokens of its strings.
+struct OwnerReferenceTokens {
+  var apiVersion: JSONStringToken
+  var kind: JSONStringToken
+  var name: JSONStringToken
+  var uid: JSONStringToken
+  var controller: Bool?
+  var blockOwnerDeletion: Bool?
+}
+
+/// What ``MetadataReader/readMetadata(into:)`` hands the metadata it reads to: each field once
+/// (the first of duplicates), already validated. The reader keeps every rule; a sink only decides
+/// what to keep, and which map keys are duplicates (`JSONDecoder` compares them as `String`s).
+protocol MetadataSink {
+  mutating func metadataObject(startingAt offset: Int)
+  mutating func metadataObject(endingAt offset: Int)
+  mutating func name(_ token: JSONStringToken?, _ reader: MetadataReader)
+  mutating func namespace(_ token: JSONStringToken?, _ reader: MetadataReader)
+  mutating func uid(_ token: JSONStringToken?, _ reader: MetadataReader)
+  mutating func resourceVersion(_ value: Int64)
+  mutating func generation(_ value: Int64)
+  mutating func creationTimestamp(_ value: Timestamp?)
+  mutating func deletionTimestamp(_ value: Timestamp?)
+  /// Whether `key` is already in `map` (then its value is skipped, not type-checked).
+  mutating func isDuplicate(_ key: JSONStringToken, in map: MetadataMap, _ reader: MetadataReader) -> Bool
+  mutating func entry(_ key: JSONStringToken, _ value: JSONStringToken, in map: MetadataMap, _ reader: MetadataReader)
+  mutating func finalizer(_ token: JSONStringToken, _ reader: MetadataReader)
+  mutating func ownerReference(_ reference: OwnerReferenceTokens, _ reader: MetadataReader)
+}
+
+/// Builds an ``ObjectMeta`` (strings interned as the reader's interner allows).
+struct ObjectMetaSink: MetadataSink {
+  var meta = ObjectMeta()
+  /// The label or annotation key last found new, kept for its entry.
+  private var pendingKey = ""
+
+  mutating func metadataObject(startingAt offset: Int) {}
+  mutating func metadataObject(endingAt offset: Int) {}
+  mutating func name(_ token: JSONStringToken?, _ reader: MetadataReader) {
+    self.meta.name = token.map { reader.makeString($0, interned: false) } ?? ""
+  }
+  mutating func namespace(_ token: JSONStringToken?, _ reader: MetadataReader) {
+    self.meta.namespace = token.map { reader.makeString($0, interned: true) } ?? ""
+  }
+  mutating func uid(_ token: JSONStringToken?, _ reader: MetadataReader) {
+    self.meta.uid = token.map { reader.makeString($0, interned: false) } ?? ""
+  }
+  mutating func resourceVersion(_ value: Int64) { self.meta.resourceVersion = value }
+  mutating func generation(_ value: Int64) { self.meta.generation = value }
+  mutating func creationTimestamp(_ value: Timestamp?) { self.meta.creationTimestamp = value }
+  mutating func deletionTimestamp(_ value: Timestamp?) { self.meta.deletionTimestamp = value }
+
+  mutating func isDuplicate(_ key: JSONStringToken, in map: MetadataMap, _ reader: MetadataReader) -> Bool {
+    let key = reader.makeString(key, interned: true)
+    let duplicate =
+      switch map {
+      case .labels: self.meta.labels[key] != nil
+      case .annotations: self.meta.annotations[key] != nil
+      }
+    self.pendingKey = duplicate ? "" : key
+    return duplicate
+  }
+
+  mutating func entry(_ key: JSONStringToken, _ value: JSONStringToken, in map: MetadataMap, _ reader: MetadataReader) {
+    switch map {
+    case .labels: self.meta.labels[self.pendingKey] = reader.makeString(value, interned: true)
+    case .annotations: self.meta.annotations[self.pendingKey] = reader.makeString(value, interned: false)
+    }
+  }
+
+  mutating func finalizer(_ token: JSONStringToken, _ reader: MetadataReader) {
+    self.meta.finalizers.append(reader.makeString(token, interned: true))
+  }
+
+  mutating func ownerReference(_ reference: OwnerReferenceTokens, _ reader: MetadataReader) {
+    self.meta.ownerReferences.append(
+      OwnerReference(
+        apiVersion: reader.makeString(reference.apiVersion, interned: true),
+        kind: reader.makeString(reference.kind, interned: true),
+        name: reader.makeString(reference.name, interned: false),
+        uid: reader.makeString(reference.uid, interned: false), controller: reference.controller,
+        blockOwnerDeletion: reference.blockOwnerDeletion))
   }
 }

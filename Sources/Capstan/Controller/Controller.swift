@@ -200,14 +200,14 @@ public final class Controller: Service, Sendable {
   private static func priority(of event: InformerEvent, from informer: Informer) -> WorkQueuePriority {
     guard case .added(let object) = event else { return .normal }
     guard let listed = informer.initialListRevision else { return .low }
-    return object.metadata.resourceVersion <= listed ? .low : .normal
+    return object.resourceVersion <= listed ? .low : .normal
   }
 
   private func enqueuePrimary(_ event: InformerEvent) {
     guard self.configuration.predicates.allSatisfy({ $0(event) }) else { return }
-    let metadata = event.object.metadata
+    let object = event.object
     self.queue.add(
-      ReconcileRequest(namespace: metadata.namespace, name: metadata.name),
+      ReconcileRequest(namespace: object.namespace, name: object.name),
       priority: Self.priority(of: event, from: self.primary))
   }
 

@@ -185,7 +185,7 @@ public final class Informer: Service, Sendable {
     let backlog = self.metrics.handlerBacklog(handler: name)
     self.state.withLock { state in
       for object in self.objects.allObjects() {
-        buffer.push(.added(object), for: object.metadata.uid)
+        buffer.push(.added(object), for: object.uid)
       }
       if state.stopped {
         buffer.finish()
@@ -417,7 +417,7 @@ public final class Informer: Service, Sendable {
   private func deliver(_ event: InformerEvent, _ state: inout State) {
     self.metrics.event(event)
     for handler in state.handlers {
-      handler.buffer.push(event, for: event.object.metadata.uid)
+      handler.buffer.push(event, for: event.object.uid)
       handler.backlog.record(handler.buffer.backlog)
     }
   }

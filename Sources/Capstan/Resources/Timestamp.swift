@@ -45,6 +45,11 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
 
   /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; the `T` may be `t` or a space, `Z` may be `z`.
   static func parse(_ bytes: [UInt8]) -> Int64? {
+    bytes.withUnsafeBufferPointer { Self.parse($0) }
+  }
+
+  /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` from UTF-8 bytes in place (no allocation).
+  static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> Int64? {
     var index = 0
     func digits(_ count: Int) -> Int64? {
       guard index + count <= bytes.count else { return nil }
@@ -57,8 +62,10 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
       }
       return value
     }
-    func expect(_ allowed: UInt8...) -> Bool {
-      guard index < bytes.count, allowed.contains(bytes[index]) else { return false }
+    func expect(_ first: UInt8, _ second: UInt8? = nil, _ third: UInt8? = nil) -> Bool {
+      guard index < bytes.count else { return false }
+      let byte = bytes[index]
+      guard byte == first || byte == second || byte == third else { return false }
       index += 1
       return true
     }

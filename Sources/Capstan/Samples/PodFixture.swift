@@ -1,7 +1,7 @@
 import Foundation
 
-/// Realistic Pod documents for tests and benchmarks: every field a Kubernetes Pod commonly holds
-/// (metadata with labels, annotations, an owner reference, a finalizer and timestamps; a spec with
+/// Realistic Pod documents for tests, benchmarks and `capstan bench ingest`: every field a
+/// Kubernetes Pod commonly holds (metadata with labels, annotations, an owner reference, a finalizer and timestamps; a spec with
 /// a container, its env, ports, resources and mounts, and a volume; a status with conditions and a
 /// container status), about 1.5 KB of compact JSON each.
 ///
