@@ -2,7 +2,7 @@
 // Capstan's benchmarks (ordo-one/benchmark), kept apart from Capstan's own package so that
 // building Capstan never pulls in the benchmark harness. Run them with `./run` (see that script)
 // or `swift package benchmark` from this directory. Each benchmark prints one line per goal of
-// issues 3 and 5: a ratio against a baseline measured in the same run, and whether it is met.
+// issues 3, 4 and 5: a ratio against a baseline measured in the same run, and whether it is met.
 import PackageDescription
 
 let benchmarkSettings: [SwiftSetting] = [
