@@ -36,12 +36,7 @@ public enum LoopbackHTTP {
   /// on one of Swift concurrency's few cooperative threads could starve an in-process server
   /// whose handlers need those threads.
   public static func get(port: Int, path: String, timeout: Duration = .seconds(5)) async throws -> Response {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Response, any Error>) in
-      let thread = Thread {
-        continuation.resume(with: Result { try Self.get(port: port, path: path, timeout: timeout) as Response })
-      }
-      thread.start()
-    }
+    try await onOwnThread { try Self.get(port: port, path: path, timeout: timeout) as Response }
   }
 
   /// Sends `GET path` to 127.0.0.1:`port` and reads the whole response, blocking the calling

@@ -40,7 +40,10 @@ public enum TestCommand {
 
 /// A command started in the background by ``TestCommand/start(_:_:environment:)``: signal it,
 /// read what it wrote so far, wait for its exit. Killed when released while still running.
-public final class RunningTestCommand {
+///
+/// `@unchecked Sendable`: its stored properties are constants, and what it calls on its `Process`
+/// (`isRunning`, `terminationStatus`, `processIdentifier`) may be called from any thread.
+public final class RunningTestCommand: @unchecked Sendable {
   private let process: Process
   private let scratch: URL
   private let outputFile: URL

@@ -7,8 +7,8 @@ import Testing
 @Suite("capstan bench ingest")
 struct CapstanBenchIngestCLITests {
   @Test("prints one line: N objects in S s = R objects/s (M MB/s), JSONDecoder R2 objects/s, ratio X, bytes/object B")
-  func printsTheIngestLine() throws {
-    let output = try TestCommand.run(
+  func printsTheIngestLine() async throws {
+    let output = try await TestCommand.run(
       try TestCommand.builtProduct("capstan"), ["bench", "ingest", "--n", "300"], timeout: .seconds(60))
     #expect(output.exitStatus == 0, "\(output.standardError)")
     let number = #"([0-9]+(?:\.[0-9]+)?)"#
@@ -29,8 +29,8 @@ struct CapstanBenchIngestCLITests {
   }
 
   @Test("rejects a non-positive --n")
-  func rejectsBadCount() throws {
-    let output = try TestCommand.run(try TestCommand.builtProduct("capstan"), ["bench", "ingest", "--n", "0"])
+  func rejectsBadCount() async throws {
+    let output = try await TestCommand.run(try TestCommand.builtProduct("capstan"), ["bench", "ingest", "--n", "0"])
     #expect(output.exitStatus != 0)
     #expect(output.standardError.contains("--n must be positive"))
   }

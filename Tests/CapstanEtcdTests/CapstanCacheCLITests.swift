@@ -29,7 +29,7 @@ struct CapstanCacheCLITests {
         "--endpoints", server.endpoint,
       ]
       // The command runs in its own process while this test keeps writing.
-      async let verification = Task.detached { try TestCommand.run(capstan, arguments, timeout: .seconds(60)) }.value
+      async let verification = TestCommand.run(capstan, arguments, timeout: .seconds(60))
       try await Task.sleep(for: .milliseconds(500))
       for index in 0..<40 {
         if index % 4 == 0 {
@@ -69,7 +69,7 @@ struct CapstanCacheCLITests {
     try await withSuiteClient { client in
       for index in 0..<9 { try await client.put("/registry/\(plural)/ns\(index % 3)/o\(index)", Self.object(index)) }
     }
-    let output = try TestCommand.run(
+    let output = try await TestCommand.run(
       try TestCommand.builtProduct("capstan"),
       ["cache", "stats", "--prefix", "/registry/\(plural)/", "--endpoints", server.endpoint])
     #expect(output.exitStatus == 0, "\(output.standardError)")
@@ -78,9 +78,9 @@ struct CapstanCacheCLITests {
   }
 
   @Test("a prefix that is not /registry/<plural>/ is refused")
-  func badPrefix() throws {
+  func badPrefix() async throws {
     let server = try suiteServer()
-    let output = try TestCommand.run(
+    let output = try await TestCommand.run(
       try TestCommand.builtProduct("capstan"), ["cache", "verify", "--prefix", "/foo", "--endpoints", server.endpoint])
     #expect(output.exitStatus != 0)
     #expect(output.standardError.contains("--prefix must look like /registry/<plural>/"))

@@ -16,33 +16,33 @@ struct CapstanRunCLITests {
   }
 
   /// GETs `path` until the server answers (it is starting) or `timeout` passes.
-  static func getWhenUp(port: Int, path: String, timeout: Duration = .seconds(20)) throws -> LoopbackHTTP.Response {
+  static func getWhenUp(port: Int, path: String, timeout: Duration = .seconds(20)) async throws -> LoopbackHTTP.Response {
     let deadline = ContinuousClock.now + timeout
     while true {
       do {
-        return try LoopbackHTTP.get(port: port, path: path)
+        return try await LoopbackHTTP.get(port: port, path: path)
       } catch {
         if ContinuousClock.now >= deadline { throw error }
-        usleep(20_000)
+        try await Task.sleep(for: .milliseconds(20))
       }
     }
   }
 
   /// Scrapes a running `capstan run` on `port`, stops it with SIGTERM and checks a clean exit.
-  static func checkEndpointsThenStop(_ command: RunningTestCommand, port: Int, service: String) throws {
-    let health = try getWhenUp(port: port, path: "/healthz")
+  static func checkEndpointsThenStop(_ command: RunningTestCommand, port: Int, service: String) async throws {
+    let health = try await getWhenUp(port: port, path: "/healthz")
     #expect(health.status == 200, "\(command.standardError)")
     #expect(health.body == "ok\n")
     // The informers sync right after start; /readyz says 503 until they have.
-    var ready = try LoopbackHTTP.get(port: port, path: "/readyz")
+    var ready = try await LoopbackHTTP.get(port: port, path: "/readyz")
     let deadline = ContinuousClock.now + .seconds(20)
     while ready.status == 503, ContinuousClock.now < deadline {
       #expect(ready.body.hasPrefix("informer "), "\(ready.body)")
-      usleep(20_000)
-      ready = try LoopbackHTTP.get(port: port, path: "/readyz")
+      try await Task.sleep(for: .milliseconds(20))
+      ready = try await LoopbackHTTP.get(port: port, path: "/readyz")
     }
     #expect(ready.status == 200, "\(ready.body)")
-    let metrics = try LoopbackHTTP.get(port: port, path: "/metrics")
+    let metrics = try await LoopbackHTTP.get(port: port, path: "/metrics")
     #expect(metrics.status == 200)
     #expect(metrics.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
     for expected in [
@@ -53,7 +53,7 @@ struct CapstanRunCLITests {
     }
 
     command.send(SIGTERM)
-    let output = command.waitForExit(timeout: .seconds(30))
+    let output = await command.waitForExit(timeout: .seconds(30))
     #expect(!output.timedOut)
     #expect(output.exitStatus == 0, "\(output.standardError)")
     let lines = output.standardError.split(separator: "\n")
@@ -68,18 +68,18 @@ struct CapstanRunCLITests {
   }
 
   @Test("run --embedded serves /metrics, /healthz, /readyz and exits 0 on SIGTERM")
-  func embeddedRun() throws {
+  func embeddedRun() async throws {
     let port = try LoopbackHTTP.freePort()
     let command = try TestCommand.start(
       try TestCommand.builtProduct("capstan"),
       ["run", "--embedded", "--metrics-addr", "127.0.0.1:\(port)", "--shutdown-timeout", "5s"],
       environment: Self.environment(["SERVICE_NAME": "cli-run-test"]))
-    try Self.checkEndpointsThenStop(command, port: port, service: "cli-run-test")
+    try await Self.checkEndpointsThenStop(command, port: port, service: "cli-run-test")
   }
 
   @Test("demo converges on the embedded store: plain progress lines, the summary, exit 0")
-  func embeddedDemo() throws {
-    let output = try TestCommand.run(
+  func embeddedDemo() async throws {
+    let output = try await TestCommand.run(
       try TestCommand.builtProduct("capstan"),
       ["demo", "--sets", "6", "--replicas", "2", "--rounds", "1", "--metrics-addr", "off"],
       environment: Self.environment(), timeout: .seconds(120))
@@ -90,8 +90,8 @@ struct CapstanRunCLITests {
   }
 
   @Test("a bad SERVICE_NAME is one line naming it, and a non-zero exit before anything starts")
-  func badServiceName() throws {
-    let output = try TestCommand.run(
+  func badServiceName() async throws {
+    let output = try await TestCommand.run(
       try TestCommand.builtProduct("capstan"), ["run", "--embedded"],
       environment: Self.environment(["SERVICE_NAME": "My_Svc"]))
     #expect(output.exitStatus != 0)
@@ -110,8 +110,8 @@ struct CapstanRunCLITests {
     (["demo", "--metrics-addr", "localhost"], [:], "invalid --metrics-addr \"localhost\": "),
     (["demo"], ["LOG_LEVEL": "loud"], "invalid LOG_LEVEL \"loud\": "),
   ])
-  func badSettings(_ arguments: [String], _ environment: [String: String], _ prefix: String) throws {
-    let output = try TestCommand.run(
+  func badSettings(_ arguments: [String], _ environment: [String: String], _ prefix: String) async throws {
+    let output = try await TestCommand.run(
       try TestCommand.builtProduct("capstan"), arguments, environment: Self.environment(environment))
     #expect(output.exitStatus == 1)
     let lines = output.standardError.split(separator: "\n")
