@@ -177,13 +177,40 @@ public struct PodSetReconciler: Reconciler {
     }
   }
 
-  /// Creates and deletes pods concurrently; the first failure is thrown once all have finished.
+  /// At most this many of one reconcile's pod writes are in flight at once.
+  static let maximumConcurrentWrites = 16
+
+  /// Creates and deletes pods, up to ``maximumConcurrentWrites`` at a time; the first failure is
+  /// thrown once every write started has finished (none is started after a failure).
   private static func write(creating: [Pod], deleting: [PodReference], context: ReconcileContext) async throws {
     guard !creating.isEmpty || !deleting.isEmpty else { return }
+    enum Write: Sendable {
+      case create(Pod)
+      case delete(PodReference)
+    }
+    let writes = creating.map(Write.create) + deleting.map(Write.delete)
     try await withThrowingTaskGroup(of: Void.self) { group in
-      for pod in creating { group.addTask { try await context.create(pod) } }
-      for pod in deleting { group.addTask { try await context.delete(pod) } }
-      try await group.waitForAll()
+      var firstFailure: (any Error)?
+      var inFlight = 0
+      for write in writes {
+        if inFlight == Self.maximumConcurrentWrites {
+          do { try await group.next() } catch { firstFailure = firstFailure ?? error }
+          inFlight -= 1
+        }
+        guard firstFailure == nil else { break }
+        group.addTask {
+          switch write {
+          case .create(let pod): try await context.create(pod)
+          case .delete(let pod): try await context.delete(pod)
+          }
+        }
+        inFlight += 1
+      }
+      while inFlight > 0 {
+        do { try await group.next() } catch { firstFailure = firstFailure ?? error }
+        inFlight -= 1
+      }
+      if let firstFailure { throw firstFailure }
     }
   }
 

@@ -45,10 +45,10 @@ public struct CachedObject: @unchecked Sendable, Hashable {
     set { self = self.replacing(metadata: newValue) }
   }
 
-  /// The object's JSON bytes as stored (after the ingestor's transform, if any). Reading it makes
-  /// a `Data` that shares the cached bytes (no copy).
+  /// The object's JSON bytes as stored (after the ingestor's transform, if any): a copy, so
+  /// changing it never changes the cache (``decode(as:)`` reads the cached bytes in place).
   public var raw: Data {
-    get { self.storage.rawData }
+    get { self.storage.withRaw { Data($0) } }
     set { self = self.replacing(raw: newValue) }
   }
 
@@ -93,7 +93,7 @@ public struct CachedObject: @unchecked Sendable, Hashable {
   ///   bytes it refuses.
   public func decode<R: Resource>(as type: R.Type = R.self) throws(CacheError) -> R {
     do {
-      var value = try JSONDecoder().decode(R.self, from: self.raw)
+      var value = try JSONDecoder().decode(R.self, from: self.storage.rawData)
       value.metadata.resourceVersion = self.resourceVersion
       return value
     } catch {
@@ -241,6 +241,7 @@ final class CachedObjectStorage: ManagedBuffer<CachedObjectHeader, UInt8> {
         uid: uid, namespace: namespace, resourceVersion: modRevision, explicitMetadata: nil,
         decodeFailureReporter: reporter, keyCount: UInt32(keyBytes.count), rawCount: UInt32(raw.count),
         metadataStart: sink.metadataStart.map { UInt32($0) } ?? .max, rangesOffset: UInt32(rangesOffset),
+        // A supported sink holds at most CompactMetadataSink.maximumRanges ranges.
         labelCount: UInt16(sink.labelCount), ownerCount: UInt16(sink.ownerCount),
         finalizerCount: UInt16(sink.finalizerCount))
       let buffer = self.create(minimumCapacity: rangesOffset + 8 * rangeCount) { _ in header }
@@ -361,7 +362,8 @@ final class CachedObjectStorage: ManagedBuffer<CachedObjectHeader, UInt8> {
     return self.withUnsafeMutablePointerToElements { body(UnsafeBufferPointer(start: $0 + start, count: count)) }
   }
 
-  /// The raw bytes as `Data` sharing this storage.
+  /// The raw bytes as `Data` sharing this storage, for readers only: a write to it would write
+  /// into the cached object (never hand it out).
   var rawData: Data {
     if let explicit = self.explicitMetadata { return explicit.raw }
     let count = Int(self.rawCount)

@@ -7,6 +7,9 @@
 /// kept string with escapes (its value is not its bytes), and a label or annotation key with
 /// escapes or non-ASCII bytes (`JSONDecoder` finds duplicate keys by `String` equality, which is
 /// canonical equivalence, not byte equality). The caller then falls back to a full ``ObjectMeta``.
+/// So does metadata with more than ``maximumRanges`` labels, annotations, owners and finalizers
+/// in all: duplicate keys are found by comparing with every recorded key, which must stay cheap,
+/// and the cached object's counts are 16-bit.
 struct CompactMetadataSink: MetadataSink {
   /// What a recorded range is.
   enum Tag: UInt64 {
@@ -29,6 +32,9 @@ struct CompactMetadataSink: MetadataSink {
   var labelCount = 0
   var ownerCount = 0
   var finalizerCount = 0
+
+  /// The most ranges the compact form records (see the type's discussion).
+  static let maximumRanges = 256
 
   static let fieldBits: UInt64 = 28
   static let fieldMask: UInt64 = (1 << 28) - 1
@@ -58,7 +64,17 @@ struct CompactMetadataSink: MetadataSink {
   @inline(__always)
   private mutating func record(_ tag: Tag, _ token: JSONStringToken) {
     _ = self.keep(token)
-    self.ranges.append(Self.pack(tag, token))
+    self.append(Self.pack(tag, token))
+  }
+
+  /// Records `range`, or gives up on the compact form once it holds ``maximumRanges``.
+  @inline(__always)
+  private mutating func append(_ range: UInt64) {
+    guard self.ranges.count < Self.maximumRanges else {
+      self.isSupported = false
+      return
+    }
+    self.ranges.append(range)
   }
 
   mutating func metadataObject(startingAt offset: Int) { self.metadataStart = offset }
@@ -73,7 +89,7 @@ struct CompactMetadataSink: MetadataSink {
 
   mutating func isDuplicate(_ key: JSONStringToken, in map: MetadataMap, _ reader: MetadataReader) -> Bool {
     let keyBytes = reader.cursor.rawBytes(key)
-    if key.hasEscapes || key.end > Int(Self.fieldMask) || !Self.isASCII(keyBytes) {
+    if !self.isSupported || key.hasEscapes || key.end > Int(Self.fieldMask) || !Self.isASCII(keyBytes) {
       self.isSupported = false
       return false
     }
@@ -92,7 +108,7 @@ struct CompactMetadataSink: MetadataSink {
       self.record(.labelValue, value)
       self.labelCount += 1
     case .annotations:
-      self.ranges.append(Self.pack(.annotationKey, key))
+      self.append(Self.pack(.annotationKey, key))
     }
   }
 

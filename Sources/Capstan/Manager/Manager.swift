@@ -31,6 +31,8 @@ public final class Manager: Service, Sendable {
     var controllers: [Controller] = []
     var services: [(service: any Service, name: String)] = []
     var shutdownRequested = false
+    /// Set once the group has returned: a shutdown waiter that comes later must not park.
+    var groupEnded = false
     var shutdownWaiter: CheckedContinuation<Void, Never>?
   }
 
@@ -52,6 +54,7 @@ public final class Manager: Service, Sendable {
   public func informer(for layout: ResourceLayout, indexes: [CacheIndex] = []) throws(ManagerError) -> Informer {
     try self.state.withLock { state throws(ManagerError) in
       try Self.checkNotStarted(state, adding: "the \(layout.plural) informer")
+      try Self.validate(indexes, for: layout)
       if let index = state.informerIndexByPrefix[layout.prefix] {
         let informer = state.informers[index]
         guard informer.layout == layout else {
@@ -121,6 +124,19 @@ public final class Manager: Service, Sendable {
     try self.state.withLock { state throws(ManagerError) in
       try Self.checkNotStarted(state, adding: "the service \(name)")
       state.services.append((service, name))
+    }
+  }
+
+  private static func validate(_ indexes: [CacheIndex], for layout: ResourceLayout) throws(ManagerError) {
+    var names = Set<String>()
+    for index in indexes {
+      guard index.name != CacheIndex.namespace.name else {
+        throw ManagerError(
+          code: .invalidConfiguration, message: "the \(layout.plural) index name \"namespace\" is reserved (built in)")
+      }
+      guard names.insert(index.name).inserted else {
+        throw ManagerError(code: .invalidConfiguration, message: "two \(layout.plural) indexes are named \"\(index.name)\"")
+      }
     }
   }
 
@@ -196,7 +212,9 @@ public final class Manager: Service, Sendable {
     for (service, name) in services { entries.append(.init(service: service, serviceName: name)) }
     var groupConfiguration = ServiceGroupConfiguration(
       services: entries, gracefulShutdownSignals: self.configuration.gracefulShutdownSignals, logger: self.logger)
-    groupConfiguration.maximumGracefulShutdownDuration = self.configuration.controllerShutdownTimeout + .seconds(5)
+    // The group stops controllers one after another, each within its own shutdown timeout.
+    groupConfiguration.maximumGracefulShutdownDuration =
+      controllers.reduce(.seconds(5)) { $0 + $1.configuration.shutdownTimeout }
     let group = ServiceGroup(configuration: groupConfiguration)
 
     self.logger.info(
@@ -236,7 +254,7 @@ public final class Manager: Service, Sendable {
   private func waitForShutdownRequest() async {
     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
       let resumeNow = self.state.withLock { state in
-        if state.shutdownRequested || state.phase == .stopped { return true }
+        if state.shutdownRequested || state.groupEnded { return true }
         state.shutdownWaiter = continuation
         return false
       }
@@ -246,6 +264,7 @@ public final class Manager: Service, Sendable {
 
   private func releaseShutdownWaiter() {
     let waiter = self.state.withLock { state in
+      state.groupEnded = true
       defer { state.shutdownWaiter = nil }
       return state.shutdownWaiter
     }

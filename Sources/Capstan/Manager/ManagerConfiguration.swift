@@ -7,7 +7,8 @@ public struct ManagerConfiguration: Sendable {
   public var informer: InformerConfiguration
   /// How long controllers created by ``Manager/addController(name:primary:owned:reconciler:configuration:)``
   /// without a configuration may take to finish in-flight reconciles on graceful shutdown
-  /// (default 30 s). The whole group is cancelled 5 s after that if it has not stopped.
+  /// (default 30 s). Controllers stop one after another; the whole group is cancelled if it has
+  /// not stopped 5 s after the sum of its controllers' shutdown timeouts.
   public var controllerShutdownTimeout: Duration
   /// Signals that start a graceful shutdown (default none; the `capstan` executable passes
   /// SIGTERM and SIGINT).
@@ -53,6 +54,7 @@ public struct ManagerConfiguration: Sendable {
 public struct ManagerError: Error, Sendable, Hashable, CustomStringConvertible {
   /// What kind of failure this is.
   public struct Code: Hashable, Sendable, CustomStringConvertible {
+    /// The code's name, e.g. `alreadyRunning`.
     public let description: String
     private init(_ description: String) { self.description = description }
 
@@ -66,14 +68,18 @@ public struct ManagerError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let timedOut = Code("timedOut")
   }
 
+  /// What kind of failure this is.
   public var code: Code
+  /// What went wrong, for a person.
   public var message: String
 
+  /// An error of kind `code`.
   public init(code: Code, message: String) {
     self.code = code
     self.message = message
   }
 
+  /// `code: message`.
   public var description: String { "\(self.code): \(self.message)" }
 }
 

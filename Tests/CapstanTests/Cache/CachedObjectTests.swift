@@ -46,6 +46,35 @@ import Testing
     }
   }
 
+  /// `raw` is a copy: changing it never changes the cached object or its other copies.
+  @Test func changingRawNeverChangesTheCache() throws {
+    let ingestor = ObjectIngestor(layout: TestPod.layout, logger: self.logger, metricsFactory: self.metrics)
+    let data = PodFixture.data(index: 7)
+    let key = TestPod.layout.key(namespace: PodFixture.namespace(index: 7), name: PodFixture.name(index: 7))
+    let object = try ingestor.ingest(StoredKeyValue(key: key, value: data, createRevision: 1, modRevision: 2, version: 1)).get()
+    let before = object.metadata
+    var bytes = object.raw
+    for index in bytes.indices { bytes[index] = UInt8(ascii: " ") }
+    #expect(object.raw == data)
+    #expect(object.metadata == before)
+  }
+
+  /// Metadata with more labels, annotations and finalizers than the compact form records takes
+  /// the full path and reads back whole (65,536 finalizers once trapped a 16-bit count).
+  @Test(arguments: [300, 70_000])
+  func manyEntriesTakeTheFullPath(count: Int) throws {
+    let ingestor = ObjectIngestor(layout: TestPod.layout, logger: self.logger, metricsFactory: self.metrics)
+    var metadata = ObjectMeta(uid: "uid-many", name: "many", namespace: "default")
+    metadata.finalizers = (0..<count).map { "f\($0)" }
+    metadata.annotations = Dictionary(uniqueKeysWithValues: (0..<min(count, 5_000)).map { ("a\($0)", "v") })
+    metadata.labels = Dictionary(uniqueKeysWithValues: (0..<300).map { ("l\($0)", "v\($0)") })
+    let data = try JSONEncoder().encode(TestPod(metadata: metadata, spec: TestPod.Spec(image: "nginx")))
+    let key = TestPod.layout.key(namespace: "default", name: "many")
+    let object = try ingestor.ingest(StoredKeyValue(key: key, value: data, createRevision: 1, modRevision: 4, version: 1)).get()
+    metadata.resourceVersion = 4
+    Self.expectReads(object, metadata)
+  }
+
   /// Random metadata documents (whitespace, escapes, duplicates, unusual strings): objects made
   /// from them — compact when the scan allows, as given otherwise — read back the scanner's
   /// metadata through every accessor, and one made from differing parts keeps its parts.

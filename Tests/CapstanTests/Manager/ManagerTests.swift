@@ -136,6 +136,35 @@ struct ManagerTests {
     #expect(progress.current == ["started", "finished"])
   }
 
+  /// A group with nothing to run, or whose service fails at once, ends `run()` at once: the
+  /// shutdown waiter never outlives the group.
+  @Test func runEndsWhenTheGroupEndsFirst() async throws {
+    let empty = try Manager(backend: MemoryBackend(), configuration: ManagerConfiguration(runsBackend: false), logger: silentLogger)
+    try await empty.run()
+
+    struct Failing: Service {
+      struct Failure: Error {}
+      func run() async throws { throw Failure() }
+    }
+    let failing = try Manager(backend: MemoryBackend(), logger: silentLogger)
+    _ = try failing.informer(for: Widget.layout)
+    try failing.addService(Failing(), name: "failing")
+    await #expect(throws: Failing.Failure.self) { try await failing.run() }
+    #expect(!failing.isHealthy)
+  }
+
+  /// Bad index lists are errors, not crashes.
+  @Test func badIndexesAreErrors() throws {
+    let manager = try Manager(backend: MemoryBackend(), logger: silentLogger)
+    let reserved = #expect(throws: ManagerError.self) { try manager.informer(for: Widget.layout, indexes: [.namespace]) }
+    #expect(reserved?.code == .invalidConfiguration)
+    let twice = #expect(throws: ManagerError.self) {
+      try manager.informer(for: Widget.layout, indexes: [.ownerUID, .ownerUID])
+    }
+    #expect(twice?.code == .invalidConfiguration)
+    #expect(manager.informers.isEmpty)
+  }
+
   /// A shutdown asked for before `run()` makes it stop at once, cleanly.
   @Test func shutdownBeforeRunStopsAtOnce() async throws {
     let manager = try Manager(backend: MemoryBackend(), logger: silentLogger)
