@@ -52,9 +52,11 @@ public struct PodSetReconciler: Reconciler {
   /// Pods by `namespace/name` of their controlling PodSet owner reference: the candidates for
   /// orphan deletion when a reconcile finds no set (or another UID) under that name.
   public static let podsByControllerName = CacheIndex.custom(name: "podSetController") { pod in
-    pod.metadata.ownerReferences.compactMap { reference in
+    // `metadata` is decoded from the bytes on each read: skip pods without owners cheaply.
+    guard !pod.ownerUIDs.isEmpty else { return [] }
+    return pod.metadata.ownerReferences.compactMap { reference in
       guard reference.controller == true, reference.kind == PodSet.kind else { return nil }
-      return "\(pod.metadata.namespace)/\(reference.name)"
+      return "\(pod.namespace)/\(reference.name)"
     }
   }
 
@@ -66,9 +68,10 @@ public struct PodSetReconciler: Reconciler {
   /// such as the controller's own status writes.
   public static let podSetChanged = EventPredicate { event in
     guard case .updated(let old, let new) = event else { return true }
-    return old.metadata.generation != new.metadata.generation
-      || old.metadata.deletionTimestamp != new.metadata.deletionTimestamp
-      || old.metadata.finalizers != new.metadata.finalizers
+    // `metadata` is decoded from the bytes on each read: read each side once.
+    let (before, after) = (old.metadata, new.metadata)
+    return before.generation != after.generation || before.deletionTimestamp != after.deletionTimestamp
+      || before.finalizers != after.finalizers
   }
 
   /// The informer of the pods the sets own (with ``podIndexes``).

@@ -37,26 +37,26 @@ public final class ProgressPrinter: Sendable {
   /// Shows `line` as the current progress (a newline in it is replaced by a blank).
   public func update(_ line: String) {
     let oneLine = line.replacing("\n", with: " ")
-    let text: String? = self.state.withLock { state in
-      guard state.lastLine != oneLine else { return nil }
+    // Written under the lock, so concurrent updates reach the output in the order they took it.
+    self.state.withLock { state in
+      guard state.lastLine != oneLine else { return }
       state.lastLine = oneLine
       if self.isTerminal {
         state.lineIsOpen = true
-        return "\r" + oneLine + "\u{1B}[K"
+        self.output("\r" + oneLine + "\u{1B}[K")
+      } else {
+        self.output(oneLine + "\n")
       }
-      return oneLine + "\n"
     }
-    if let text { self.output(text) }
   }
 
   /// Ends the progress line (on a terminal the last state stays visible) and prints `lines`
   /// below it, each on its own line.
   public func finish(with lines: [String] = []) {
-    let closing = self.state.withLock { state in
-      defer { state.lineIsOpen = false }
-      return state.lineIsOpen ? "\n" : ""
+    self.state.withLock { state in
+      let text = (state.lineIsOpen ? "\n" : "") + lines.map { $0 + "\n" }.joined()
+      state.lineIsOpen = false
+      if !text.isEmpty { self.output(text) }
     }
-    let text = closing + lines.map { $0 + "\n" }.joined()
-    if !text.isEmpty { self.output(text) }
   }
 }

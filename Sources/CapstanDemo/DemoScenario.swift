@@ -66,6 +66,9 @@ public struct DemoScenario: Sendable {
       }
       defer { group.cancelAll() }
       let summary = try await self.drive(run)
+      // Stop the ticker first, so that no older line follows the final one.
+      group.cancelAll()
+      while try await group.next() != nil {}
       progress(self.progress(run))
       return summary
     }

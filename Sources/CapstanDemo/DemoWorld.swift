@@ -90,6 +90,9 @@ public enum DemoWorld {
       for pod in owned where pod.metadata.labels != set.spec.template.labels {
         report.mismatches.append("pod \(pod.metadata.namespacedName) of \(name) has labels \(pod.metadata.labels)")
       }
+      for pod in owned where pod.spec.image != set.spec.template.image {
+        report.mismatches.append("pod \(pod.metadata.namespacedName) of \(name) runs \(pod.spec.image), not \(set.spec.template.image)")
+      }
       let ready = owned.count(where: \.isReady)
       if let status = set.status {
         if status.readyReplicas != ready {
