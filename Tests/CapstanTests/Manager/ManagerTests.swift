@@ -101,9 +101,9 @@ struct ManagerTests {
     }
   }
 
-  /// `shutdown()` stops the group gracefully: the in-flight reconcile finishes first, and the
-  /// manager's own `MemoryBackend` runs until after the controller stopped.
-  @Test func shutdownDrainsInFlightReconciles() async throws {
+  /// A manager on its own `MemoryBackend` holding one widget, whose controller's reconcile
+  /// records "started", sleeps 300 ms, then records "finished" (or "cancelled").
+  static func managerWithASleepingReconcile() async throws -> (Manager, WorkQueueTestBox<[String]>) {
     let backend = MemoryBackend()
     try await backend.store(Widget("w"))
     let progress = WorkQueueTestBox<[String]>([])
@@ -111,6 +111,13 @@ struct ManagerTests {
     try manager.addController(
       name: "sleeper", primary: Widget.layout,
       reconciler: ClosureReconciler(ControllerTests.sleeping(for: .milliseconds(300), recordingIn: progress)))
+    return (manager, progress)
+  }
+
+  /// `shutdown()` stops the group gracefully: the in-flight reconcile finishes first, and the
+  /// manager's own `MemoryBackend` runs until after the controller stopped.
+  @Test func shutdownDrainsInFlightReconciles() async throws {
+    let (manager, progress) = try await Self.managerWithASleepingReconcile()
     async let stopped: Void = manager.run()
     try await eventually("the reconcile started") { progress.current == ["started"] }
     manager.shutdown()
@@ -121,13 +128,7 @@ struct ManagerTests {
 
   /// Inside an enclosing `ServiceGroup`, that group's graceful shutdown reaches the controllers.
   @Test func anEnclosingGroupsGracefulShutdownDrainsToo() async throws {
-    let backend = MemoryBackend()
-    try await backend.store(Widget("w"))
-    let progress = WorkQueueTestBox<[String]>([])
-    let manager = try Manager(backend: backend, logger: silentLogger)
-    try manager.addController(
-      name: "sleeper", primary: Widget.layout,
-      reconciler: ClosureReconciler(ControllerTests.sleeping(for: .milliseconds(300), recordingIn: progress)))
+    let (manager, progress) = try await Self.managerWithASleepingReconcile()
     let group = ServiceGroup(services: [manager], logger: silentLogger)
     async let stopped: Void = group.run()
     try await eventually("the reconcile started") { progress.current == ["started"] }
