@@ -18,7 +18,7 @@ struct DemoWorldTests {
     web.status = PodSet.Status(readyReplicas: 1, observedGeneration: 1)
     try await store(web)
     try await store(
-      Pod(name: "web-1", namespace: "ns", uid: "p1", labels: ["app": "other"], owners: [web.controllerReference],
+      Pod(name: "web-1", namespace: "ns", uid: "p1", image: "busybox", labels: ["app": "other"], owners: [web.controllerReference],
         status: Pod.Status(phase: .running, ready: true)))
     try await store(
       Pod(name: "lost-1", namespace: "ns", uid: "p2", owners: [OwnerReference(kind: PodSet.kind, name: "lost", uid: "uid-lost", controller: true)]))
@@ -39,6 +39,7 @@ struct DemoWorldTests {
       "podset ns/dying should have been deleted",
       "podset ns/web has 1 pods, wants 2",
       "pod ns/web-1 of podset ns/web has labels",
+      "pod ns/web-1 of podset ns/web runs busybox, not nginx",
       "podset ns/web observed generation 1, is at 2",
       "podset ns/gone is missing",
     ]
