@@ -100,24 +100,6 @@ let indexOverheadGoal = Goal.figure(
 let candidateNanoseconds = BenchmarkMetric.custom("candidate ns/op", polarity: .prefersSmaller, useScalingFactor: false)
 let baselineNanoseconds = BenchmarkMetric.custom("baseline ns/op", polarity: .prefersSmaller, useScalingFactor: false)
 
-/// Runs `baseline` and `candidate` alternately (ABBA: B C C B B C C B …) `rounds` times each on
-/// round numbers 0..<rounds; returns their total seconds.
-func interleaved(
-  rounds: Int, baseline: (Int) -> Void, candidate: (Int) -> Void
-) -> (baseline: Double, candidate: Double) {
-  var baselineSeconds = 0.0
-  var candidateSeconds = 0.0
-  for round in 0..<rounds {
-    if round % 2 == 0 {
-      baselineSeconds += seconds { baseline(round) }
-      candidateSeconds += seconds { candidate(round) }
-    } else {
-      candidateSeconds += seconds { candidate(round) }
-      baselineSeconds += seconds { baseline(round) }
-    }
-  }
-  return (baselineSeconds, candidateSeconds)
-}
 
 let benchmarks: @Sendable () -> Void = {
   Benchmark.defaultConfiguration = .init(

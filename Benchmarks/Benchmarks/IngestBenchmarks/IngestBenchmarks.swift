@@ -116,23 +116,12 @@ let benchmarks: @Sendable () -> Void = {
     let decoder = JSONDecoder()
     let chunks = 4
     let perChunk = keyValues.count / chunks
-    var candidate = 0.0
-    var baseline = 0.0
-    for chunk in 0..<chunks {
-      let range = (chunk * perChunk)..<((chunk + 1) * perChunk)
-      let decode = {
-        baseline += seconds { for index in range { blackHole(try! decoder.decode(Pod.self, from: keyValues[index].value)) } }
+    let (baseline, candidate) = interleaved(rounds: chunks) { chunk in
+      for index in (chunk * perChunk)..<((chunk + 1) * perChunk) {
+        blackHole(try! decoder.decode(Pod.self, from: keyValues[index].value))
       }
-      let read = {
-        candidate += seconds { for index in range { blackHole(try! objects[index].decode(as: Pod.self)) } }
-      }
-      if chunk % 2 == 0 {
-        decode()
-        read()
-      } else {
-        read()
-        decode()
-      }
+    } candidate: { chunk in
+      for index in (chunk * perChunk)..<((chunk + 1) * perChunk) { blackHole(try! objects[index].decode(as: Pod.self)) }
     }
     let count = Double(chunks * perChunk)
     benchmark.measurement(candidateRate, Int(count / candidate))

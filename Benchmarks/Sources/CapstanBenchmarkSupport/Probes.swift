@@ -87,3 +87,22 @@ public enum Memory {
     return write(descriptor, "5", 1) == 1
   }
 }
+
+/// Runs `baseline` and `candidate` alternately (ABBA: B C C B B C C B …) `rounds` times each on
+/// round numbers 0..<rounds; returns their total seconds.
+public func interleaved(
+  rounds: Int, baseline: (Int) -> Void, candidate: (Int) -> Void
+) -> (baseline: Double, candidate: Double) {
+  var baselineSeconds = 0.0
+  var candidateSeconds = 0.0
+  for round in 0..<rounds {
+    if round % 2 == 0 {
+      baselineSeconds += seconds { baseline(round) }
+      candidateSeconds += seconds { candidate(round) }
+    } else {
+      candidateSeconds += seconds { candidate(round) }
+      baselineSeconds += seconds { baseline(round) }
+    }
+  }
+  return (baselineSeconds, candidateSeconds)
+}
