@@ -40,6 +40,19 @@ struct HTTP2PingResponderTests {
     #expect(result.answered == 2)
   }
 
+  @Test("ACKs leave with the flush at the end of the read, not one flush each")
+  func acksAreFlushedOncePerRead() throws {
+    let channel = EmbeddedChannel(handler: HTTP2PingResponder())
+    channel.pipeline.fireChannelRead(ByteBuffer(bytes: Self.ping + Self.data + Self.ping))
+    #expect(try channel.readOutbound(as: ByteBuffer.self) == nil, "an ACK was flushed before the read completed")
+    channel.pipeline.fireChannelReadComplete()
+    let ack = Self.frame(type: 6, flags: 1, payload: [2, 4, 16, 16, 9, 14, 7, 7])
+    var written: [UInt8] = []
+    while var buffer = try channel.readOutbound(as: ByteBuffer.self) { written += buffer.readBytes(length: buffer.readableBytes)! }
+    #expect(written == ack + ack)
+    _ = try channel.finish()
+  }
+
   @Test("frames split at every possible byte boundary are handled identically")
   func splitReads() throws {
     let stream = Self.settings + Self.data + Self.ping + Self.data + Self.ping + Self.settings

@@ -10,12 +10,13 @@ import NIOCore
 /// transport does not expose that limit.
 ///
 /// This handler sits between the socket (or TLS) and the HTTP/2 handler and tracks HTTP/2 frame
-/// boundaries. A non-ACK PING from the server is answered here at once with a PING ACK carrying
-/// the same payload, exactly as RFC 9113 §6.7 requires, and is not passed on, so it never counts
-/// against the limit. Everything else is forwarded untouched (zero-copy slices). grpc-go keeps
-/// getting its ACKs, so its flow-control window tuning keeps working (dropping the PING instead
-/// would silently disable it). The server is trusted (we chose to connect to it), so answering
-/// its PINGs without a rate limit is no new exposure; ``answeredPings`` counts them.
+/// boundaries. A non-ACK PING from the server is answered here with a PING ACK carrying the same
+/// payload, exactly as RFC 9113 §6.7 requires, and is not passed on, so it never counts against
+/// the limit. The ACK leaves with the flush at the end of the read (not a write system call of
+/// its own). Everything else is forwarded untouched (zero-copy slices). grpc-go keeps getting its
+/// ACKs, so its flow-control window tuning keeps working (dropping the PING instead would
+/// silently disable it). The server is trusted (we chose to connect to it), so answering its
+/// PINGs without a rate limit is no new exposure; ``answeredPings`` counts them.
 final class HTTP2PingResponder: ChannelDuplexHandler, RemovableChannelHandler {
   typealias InboundIn = ByteBuffer
   typealias InboundOut = ByteBuffer
@@ -33,6 +34,8 @@ final class HTTP2PingResponder: ChannelDuplexHandler, RemovableChannelHandler {
   private var pending: ByteBuffer?
   /// How many PINGs this handler has answered.
   private(set) var answeredPings = 0
+  /// An ACK was written and not yet flushed (it goes out with the flush at the end of the read).
+  private var needsFlush = false
 
   init() {}
 
@@ -67,7 +70,8 @@ final class HTTP2PingResponder: ChannelDuplexHandler, RemovableChannelHandler {
       var ack = buffer.getSlice(at: cursor, length: pingLength)!
       ack.setInteger(flags | Self.ackFlag, at: ack.readerIndex + 4)
       self.answeredPings += 1
-      context.writeAndFlush(self.wrapOutboundOut(ack), promise: nil)
+      context.write(self.wrapOutboundOut(ack), promise: nil)
+      self.needsFlush = true
       cursor += pingLength
       runStart = cursor
     }
@@ -83,6 +87,17 @@ final class HTTP2PingResponder: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelRead(self.wrapInboundOut(buffer.getSlice(at: runStart, length: cursor - runStart)!))
       }
       self.pending = buffer.getSlice(at: cursor, length: end - cursor)
+    }
+  }
+
+  /// Flushes the ACKs written during this read after the handlers above have had their turn:
+  /// when one of them flushes (as the call dispatcher does for its window updates), the ACKs
+  /// leave in the same system call and this flush finds nothing left to write.
+  func channelReadComplete(context: ChannelHandlerContext) {
+    context.fireChannelReadComplete()
+    if self.needsFlush {
+      self.needsFlush = false
+      context.flush()
     }
   }
 }
