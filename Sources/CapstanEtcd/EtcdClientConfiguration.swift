@@ -142,6 +142,23 @@ public struct EtcdBackoff: Sendable, Hashable {
   }
 }
 
+/// How a connection that carries streams (watch, lease keep-alive) checks that the server is
+/// still there while nothing arrives: a member that froze, or a network that silently dropped
+/// the connection, would otherwise leave the streams waiting forever.
+public struct EtcdKeepalive: Sendable, Hashable {
+  /// The silence after which the client sends a PING.
+  public var interval: Duration
+  /// How long the PING's answer may take before the connection counts as dead: it is closed and
+  /// its streams resume (on another member if need be).
+  public var timeout: Duration
+
+  /// Creates keepalive settings.
+  public init(interval: Duration, timeout: Duration) {
+    self.interval = interval
+    self.timeout = timeout
+  }
+}
+
 /// Everything an ``EtcdClient`` needs to know before it connects.
 public struct EtcdClientConfiguration: Sendable {
   /// The members to talk to, in order of preference. The client fails over to the next one when
@@ -163,11 +180,14 @@ public struct EtcdClientConfiguration: Sendable {
   /// Sends `hasleader=true` on watches so that a member without a leader cancels them (and the
   /// client moves them to another member) instead of leaving them silent.
   public var requireLeaderOnWatches: Bool
-  /// On grpc-swift's connections (watch and keep-alive streams, lease and maintenance calls, and
-  /// KV calls when interceptors are set), coalesce writes to the socket for at most this long
+  /// Liveness checks of connections that carry streams (default: PING after 30 s of silence,
+  /// dead after 10 s more without an answer, as etcd's Go client does).
+  public var keepalive: EtcdKeepalive
+  /// On grpc-swift's connections (the lease keep-alive stream, lease and maintenance calls, and
+  /// KV calls and the watch stream when interceptors are set), coalesce writes to the socket for at most this long
   /// (`nil`: flush every write at once). With many requests in flight this saves system calls
   /// (about 10% more puts/s at 64 in flight on that path); a lone request waits at most this long.
-  /// KV calls on the lean path flush each call at once.
+  /// KV calls and the watch stream on the lean path flush once per event-loop turn.
   public var coalesceFlushes: Duration?
   /// Interceptors that see every RPC the client makes (unary and streaming). The one place to
   /// hook in rate limiting, circuit breaking or tracing. With any interceptor set, KV calls leave
@@ -176,8 +196,8 @@ public struct EtcdClientConfiguration: Sendable {
   public var interceptors: [any ClientInterceptor]
 
   /// A configuration with production defaults: 5 s dial timeout, 10 s request timeout,
-  /// retries from 25 ms to 1 s, stream resumes from 100 ms to 10 s, flushes coalesced for up to
-  /// 100 µs, plaintext, no auth.
+  /// retries from 25 ms to 1 s, stream resumes from 100 ms to 10 s, keepalive PINGs after 30 s of
+  /// silence with a 10 s timeout, flushes coalesced for up to 100 µs, plaintext, no auth.
   public init(
     endpoints: [EtcdEndpoint],
     dialTimeout: Duration = .seconds(5),
@@ -187,6 +207,7 @@ public struct EtcdClientConfiguration: Sendable {
     tls: EtcdTLSConfiguration? = nil,
     credentials: EtcdCredentials? = nil,
     requireLeaderOnWatches: Bool = true,
+    keepalive: EtcdKeepalive = EtcdKeepalive(interval: .seconds(30), timeout: .seconds(10)),
     coalesceFlushes: Duration? = .microseconds(100),
     interceptors: [any ClientInterceptor] = []
   ) {
@@ -198,6 +219,7 @@ public struct EtcdClientConfiguration: Sendable {
     self.tls = tls
     self.credentials = credentials
     self.requireLeaderOnWatches = requireLeaderOnWatches
+    self.keepalive = keepalive
     self.coalesceFlushes = coalesceFlushes
     self.interceptors = interceptors
   }
@@ -213,6 +235,9 @@ public struct EtcdClientConfiguration: Sendable {
     }
     guard self.dialTimeout > .zero, self.requestTimeout > .zero else {
       throw EtcdError(code: .invalidArgument, message: "dial and request timeouts must be positive")
+    }
+    guard self.keepalive.interval > .zero, self.keepalive.timeout > .zero else {
+      throw EtcdError(code: .invalidArgument, message: "keepalive interval and timeout must be positive")
     }
     if let tls = self.tls, (tls.clientCertificateFile == nil) != (tls.clientKeyFile == nil) {
       throw EtcdError(

@@ -133,7 +133,7 @@ final class EtcdLeaseKeeper: Sendable {
       wakeups: self.wakeups,
       maximumDelay: .seconds(1),  // leases expire: never wait long to reconnect
       status: { self.state.withLock { ($0.closed, $0.entries.isEmpty) } },
-      session: { await self.session(on: $0) },
+      session: { await self.session(on: $0.client) },
       afterBreak: { self.expireOverdue() }
     )
   }

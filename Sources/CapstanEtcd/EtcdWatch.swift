@@ -2,6 +2,8 @@ import CapstanEtcdAPI
 import Foundation
 import GRPCCore
 import Logging
+import NIOCore
+import SwiftProtobuf
 import Synchronization
 
 /// Options of a watch.
@@ -200,7 +202,7 @@ final class EtcdWatchHub: Sendable {
   }
 
   /// One life of the shared stream. Returns why it ended.
-  private func session(on client: EtcdConnectionPool.Client) async -> EtcdError {
+  private func session(on member: EtcdConnectionPool.Member) async -> EtcdError {
     let (requests, outbound) = AsyncStream.makeStream(of: Etcdserverpb_WatchRequest.self)
     self.state.withLock { state in
       state.outbound = outbound
@@ -220,29 +222,78 @@ final class EtcdWatchHub: Sendable {
       let error = EtcdError(code: .unavailable, message: "watch stream broke before the progress response")
       for waiter in waiters { waiter.resume(throwing: error) }
     }
-    var metadata: Metadata = [:]
-    if self.pool.configuration.requireLeaderOnWatches { metadata.addString("true", forKey: "hasleader") }
-    var options = CallOptions.defaults
-    options.waitForReady = false
     do {
       if self.pool.auth.needsToken {
-        try await self.pool.auth.authenticate(using: client, until: .now + self.pool.configuration.requestTimeout)
+        try await self.pool.auth.authenticate(using: member.client, until: .now + self.pool.configuration.requestTimeout)
       }
-      return try await Etcdserverpb_Watch.Client(wrapping: client).watch(
-        request: StreamingClientRequest(metadata: metadata) { writer in
-          for await request in requests { try await writer.write(request) }
-        },
-        options: options
-      ) { response in
-        for try await message in response.messages {
-          if let restart = self.handle(message) { return restart }
-        }
-        return EtcdError(code: .unavailable, message: "watch stream closed by the server")
+      if let lean = member.unary {
+        return try await self.leanSession(on: lean, requests: requests)
       }
+      return try await self.grpcSession(on: member.client, requests: requests)
     } catch {
       let error = EtcdError.wrapping(error, operation: "watch stream")
       if error.code == .invalidAuthToken { self.pool.auth.invalidate() }
       return error
+    }
+  }
+
+  /// The stream on the lean path (``EtcdUnaryChannel``): responses are decoded and routed on the
+  /// connection's event loop as they arrive, with no task switch between them and the watchers'
+  /// event streams. The same messages and semantics as ``grpcSession(on:requests:)``.
+  private func leanSession(
+    on channel: EtcdUnaryChannel, requests: AsyncStream<Etcdserverpb_WatchRequest>
+  ) async throws -> EtcdError {
+    var metadata: [(String, String)] = []
+    if self.pool.configuration.requireLeaderOnWatches { metadata.append(("hasleader", "true")) }
+    if let token = self.pool.auth.currentToken { metadata.append(("token", token)) }
+    let stream = try await channel.openStream(path: Self.watchPath, metadata: metadata) { message in
+      let response: Etcdserverpb_WatchResponse
+      do {
+        response = try Etcdserverpb_WatchResponse(serializedBytes: message.readableBytesSpan)
+      } catch {
+        return EtcdError(code: .internalError, message: "watch stream: undecodable response", cause: error)
+      }
+      return self.handle(response)
+    }
+    return await withTaskGroup(of: Void.self) { group in
+      group.addTask {
+        for await request in requests {
+          do {
+            try stream.send(request)
+          } catch {
+            stream.cancel()
+            return
+          }
+        }
+        stream.finishSending()
+      }
+      let end = await stream.ended()
+      group.cancelAll()
+      guard let end else { return EtcdError(code: .unavailable, message: "watch stream closed by the server") }
+      return EtcdError.wrapping(end, operation: "watch stream")
+    }
+  }
+
+  private static let watchPath = "/" + Etcdserverpb_Watch.Method.Watch.descriptor.fullyQualifiedMethod
+
+  /// The stream through grpc-swift (used when user interceptors must see every call).
+  private func grpcSession(
+    on client: EtcdConnectionPool.Client, requests: AsyncStream<Etcdserverpb_WatchRequest>
+  ) async throws -> EtcdError {
+    var metadata: Metadata = [:]
+    if self.pool.configuration.requireLeaderOnWatches { metadata.addString("true", forKey: "hasleader") }
+    var options = CallOptions.defaults
+    options.waitForReady = false
+    return try await Etcdserverpb_Watch.Client(wrapping: client).watch(
+      request: StreamingClientRequest(metadata: metadata) { writer in
+        for await request in requests { try await writer.write(request) }
+      },
+      options: options
+    ) { response in
+      for try await message in response.messages {
+        if let restart = self.handle(message) { return restart }
+      }
+      return EtcdError(code: .unavailable, message: "watch stream closed by the server")
     }
   }
 

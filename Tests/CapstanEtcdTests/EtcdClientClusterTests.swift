@@ -10,7 +10,7 @@ import Glibc
 
 @Suite("EtcdClient against a 3-member cluster")
 struct EtcdClientClusterTests {
-  @Test("reads, writes and a watch fail over to another member when the first is stopped")
+  @Test("reads, writes and watches fail over to another member when one is stopped or frozen")
   func failover() async throws {
     let cluster = try await EtcdTestCluster.start(members: 3, name: "failover")
     defer { cluster.stop() }
@@ -51,9 +51,43 @@ struct EtcdClientClusterTests {
       }
       #expect(frozen?.code == .unavailable)
       #expect(etcd.currentEndpoint.description != cluster.endpoints[frozenIndex])
-      #expect(try await etcd.get(prefix + "k")?.valueString == "4")
-      try await etcd.put(prefix + "k", "5")
+      // Serializable reads: the frozen member may be the leader, and a linearizable read (or a
+      // write) would wait for the next election, which can outlast its deadline.
+      try await eventually("the next member answers") {
+        let read = try await etcd.range(.key(prefix + "k"), options: RangeOptions(serializable: true))
+        return read.kvs.first?.valueString == "4"
+      }
+      #expect(etcd.currentEndpoint.description != cluster.endpoints[frozenIndex])
       kill(frozenPID, SIGCONT)
+      try await etcd.put(prefix + "k", "5")
+    }
+
+    // A watch whose member freezes while the stream is quiet: the connection's keepalive PING
+    // goes unanswered, the connection is closed, and the watch resumes on another member with
+    // no event lost or repeated.
+    var quickKeepalive = try clientConfiguration(for: cluster.members)
+    quickKeepalive.keepalive = EtcdKeepalive(interval: .seconds(1), timeout: .seconds(1))
+    try await withEtcdClient(quickKeepalive, logger: testLogger) { etcd in
+      let start = try await etcd.put(prefix + "w", "0").header.revision
+      let watch = etcd.watch(.prefix(prefix + "w"), options: WatchOptions(startRevision: start + 1))
+      async let events = collect(3, from: watch, timeout: .seconds(60))
+      try await etcd.put(prefix + "w", "1")
+      _ = try await etcd.requestWatchProgress()  // the stream is open, on the current member
+      let watchedIndex = try #require(cluster.endpoints.firstIndex(of: etcd.currentEndpoint.description))
+      let frozenPID = cluster[watchedIndex].pid
+      kill(frozenPID, SIGSTOP)
+      defer { kill(frozenPID, SIGCONT) }
+      try await eventually("the watch stream answers again from another member", timeout: .seconds(30)) {
+        (try? await etcd.requestWatchProgress(timeout: .milliseconds(500))) != nil
+      }
+      #expect(etcd.currentEndpoint.description != cluster.endpoints[watchedIndex])
+      kill(frozenPID, SIGCONT)
+      try await etcd.put(prefix + "w", "2")
+      try await etcd.put(prefix + "w", "3")
+      let values = try await events.compactMap { event -> String? in
+        if case .put(let kv, _) = event { return kv.valueString } else { return nil }
+      }
+      #expect(values == ["1", "2", "3"])
     }
   }
 }

@@ -212,7 +212,7 @@ struct EtcdClientKVTests {
     }
   }
 
-  @Test("user interceptors see every call, KV included (which then leaves the lean path)")
+  @Test("user interceptors see every call, KV and watch included (which then leave the lean path)")
   func interceptorsSeeKVCalls() async throws {
     let prefix = uniquePrefix()
     let recorder = RecordingInterceptor()
@@ -224,12 +224,20 @@ struct EtcdClientKVTests {
       _ = try await etcd.txn(EtcdTxn(compares: [.value(prefix + "i", is: "1")], success: [.put(prefix + "i", "2")]))
       try await etcd.delete(prefix + "i")
       _ = try await etcd.status()
+      // The watch stream then runs through grpc-swift too, with the same events.
+      let written = try await etcd.put(prefix + "w/a", "1")
+      let watch = etcd.watch(.prefix(prefix + "w/"), options: WatchOptions(startRevision: written.header.revision))
+      var events = watch.makeAsyncIterator()
+      let event = try await events.next()
+      #expect(event == .put(try #require(try await etcd.get(prefix + "w/a")), previous: nil))
+      #expect(event?.revision == written.header.revision)
     }
     let methods = Set(recorder.methods)
     for method in ["Put", "Range", "Txn", "DeleteRange"] {
       #expect(methods.contains("etcdserverpb.KV/\(method)"), "missing \(method) in \(methods)")
     }
     #expect(methods.contains("etcdserverpb.Maintenance/Status"))
+    #expect(methods.contains("etcdserverpb.Watch/Watch"))
   }
 
   @Test("20,000 requests on one connection: etcd's PINGs never make the client drop it")

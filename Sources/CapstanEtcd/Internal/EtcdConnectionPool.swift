@@ -58,7 +58,8 @@ final class EtcdConnectionPool: Sendable {
             ? .ipv4(address: endpoint.host, port: endpoint.port)
             : .dns(host: endpoint.host, port: endpoint.port),
           transportSecurity: security,
-          config: Self.transportConfig(tls: configuration.tls != nil, coalesceFlushes: configuration.coalesceFlushes)
+          config: Self.transportConfig(
+            tls: configuration.tls != nil, keepalive: configuration.keepalive, coalesceFlushes: configuration.coalesceFlushes)
         )
       } catch {
         throw EtcdError(
@@ -75,7 +76,7 @@ final class EtcdConnectionPool: Sendable {
         configuration.interceptors.isEmpty
         ? EtcdUnaryChannel(
           endpoint: endpoint, sslContext: sslContext, serverHostname: configuration.tls?.serverName,
-          connectTimeout: configuration.dialTimeout)
+          connectTimeout: configuration.dialTimeout, keepalive: configuration.keepalive)
         : nil
       members.append(Member(endpoint: endpoint, client: client, unary: unary))
     }
@@ -113,10 +114,12 @@ final class EtcdConnectionPool: Sendable {
     return .tls(config)
   }
 
-  private static func transportConfig(tls: Bool, coalesceFlushes: Duration?) -> HTTP2ClientTransport.Posix.Config {
+  private static func transportConfig(
+    tls: Bool, keepalive: EtcdKeepalive, coalesceFlushes: Duration?
+  ) -> HTTP2ClientTransport.Posix.Config {
     .defaults { config in
       config.backoff = .init(initial: .milliseconds(50), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
-      config.connection.keepalive = .init(time: .seconds(30), timeout: .seconds(10), allowWithoutCalls: true)
+      config.connection.keepalive = .init(time: keepalive.interval, timeout: keepalive.timeout, allowWithoutCalls: true)
       config.connection.maxIdleTime = nil
       config.http2.maxFrameSize = 1 << 20
       if let delay = coalesceFlushes { config.connection.flushCoalescing = .init(maxFlushDelay: delay, maxBytes: 64 * 1024) }
@@ -327,7 +330,7 @@ final class EtcdConnectionPool: Sendable {
     wakeups: AsyncStream<Void>,
     maximumDelay: Duration? = nil,
     status: () -> (closed: Bool, idle: Bool),
-    session: (Client) async -> EtcdError,
+    session: (Member) async -> EtcdError,
     afterBreak: () -> Void = {}
   ) async {
     var wakeups = wakeups.makeAsyncIterator()
@@ -341,7 +344,7 @@ final class EtcdConnectionPool: Sendable {
       }
       let (index, member) = self.currentMember
       let opened = ContinuousClock.now
-      let error = await session(member.client)
+      let error = await session(member)
       if status().closed || Task.isCancelled { return }
       if ContinuousClock.now - opened > .seconds(30) { failures = 0 }
       self.failover(from: index, error: error)

@@ -32,13 +32,16 @@ final class EtcdUnaryChannel: Sendable {
   /// spread over the loops' threads instead of one.
   private let lanes: [EtcdUnaryLane]
 
-  init(endpoint: EtcdEndpoint, sslContext: NIOSSLContext?, serverHostname: String?, connectTimeout: Duration) {
+  init(
+    endpoint: EtcdEndpoint, sslContext: NIOSSLContext?, serverHostname: String?, connectTimeout: Duration,
+    keepalive: EtcdKeepalive
+  ) {
     var loops: [any EventLoop] = []
     for loop in MultiThreadedEventLoopGroup.singleton.makeIterator() where loops.count < 4 { loops.append(loop) }
     self.lanes = loops.map {
       EtcdUnaryLane(
         endpoint: endpoint, sslContext: sslContext, serverHostname: serverHostname, connectTimeout: connectTimeout,
-        eventLoop: $0)
+        keepalive: keepalive, eventLoop: $0)
     }
   }
 
@@ -75,6 +78,59 @@ final class EtcdUnaryChannel: Sendable {
     defer { lane.inFlight.subtract(1, ordering: .relaxed) }
     return try await lane.call(path: path, request: request, metadata: metadata, deadline: deadline)
   }
+
+  /// Opens a bidirectional stream at `path` (e.g. `/etcdserverpb.Watch/Watch`) on the lane with
+  /// the fewest calls in flight. `onMessage` runs on the connection's event loop with each
+  /// response message, in order (decode and route it there; do not block); an error it returns
+  /// ends the stream.
+  func openStream(
+    path: String,
+    metadata: [(String, String)],
+    onMessage: @escaping @Sendable (ByteBuffer) -> (any Error)?
+  ) async throws -> EtcdLeanStream {
+    try await self.lane().openStream(path: path, metadata: metadata, onMessage: onMessage)
+  }
+}
+
+/// A bidirectional gRPC stream on the lean path (see ``EtcdUnaryChannel/openStream(path:metadata:onMessage:)``).
+struct EtcdLeanStream: Sendable {
+  let stream: UnaryCallDispatcher.Stream
+  let dispatcher: NIOLoopBound<UnaryCallDispatcher>
+  let eventLoop: any EventLoop
+
+  /// Sends `message` (in order with earlier sends); dropped once the stream has ended.
+  func send(_ message: some SwiftProtobuf.Message) throws {
+    let frame = (try message.serializedBytes() as GRPCMessageFrame).framed
+    let (stream, dispatcher) = (self.stream, self.dispatcher)
+    self.eventLoop.execute { dispatcher.value.send(frame, on: stream) }
+  }
+
+  /// Tells the server no more messages follow; it ends the stream in turn.
+  func finishSending() {
+    let (stream, dispatcher) = (self.stream, self.dispatcher)
+    self.eventLoop.execute { dispatcher.value.finishSending(stream) }
+  }
+
+  /// Ends the stream now (it resets it on the server).
+  func cancel() {
+    let (stream, dispatcher) = (self.stream, self.dispatcher)
+    self.eventLoop.execute {
+      dispatcher.value.reset(stream, RPCError(code: .cancelled, message: "The stream was cancelled."))
+    }
+  }
+
+  /// Waits until the stream ends: nil when the server ended it with status OK, else why it
+  /// ended. Cancelling the waiting task cancels the stream.
+  func ended() async -> (any Error)? {
+    let (stream, eventLoop) = (self.stream, self.eventLoop)
+    return await withTaskCancellationHandler {
+      await withUnsafeContinuation { waiter in
+        eventLoop.execute { stream.whenEnded(waiter) }
+      }
+    } onCancel: {
+      self.cancel()
+    }
+  }
 }
 
 /// One HTTP/2 connection of an ``EtcdUnaryChannel``, on one event loop, (re)connected on demand.
@@ -104,6 +160,7 @@ final class EtcdUnaryLane: Sendable {
   private let sslContext: NIOSSLContext?
   private let serverHostname: String?
   private let connectTimeout: Duration
+  private let keepalive: EtcdKeepalive
   let eventLoop: any EventLoop
   /// Calls in flight on this lane (maintained by ``EtcdUnaryChannel``, read to balance lanes).
   let inFlight = Atomic<Int>(0)
@@ -111,7 +168,7 @@ final class EtcdUnaryLane: Sendable {
 
   init(
     endpoint: EtcdEndpoint, sslContext: NIOSSLContext?, serverHostname: String?, connectTimeout: Duration,
-    eventLoop: any EventLoop
+    keepalive: EtcdKeepalive, eventLoop: any EventLoop
   ) {
     self.endpoint = endpoint
     self.authority = endpoint.description
@@ -119,6 +176,7 @@ final class EtcdUnaryLane: Sendable {
     self.sslContext = sslContext
     self.serverHostname = serverHostname ?? (endpoint.isIPv4Literal || endpoint.host.contains(":") ? nil : endpoint.host)
     self.connectTimeout = connectTimeout
+    self.keepalive = keepalive
     self.eventLoop = eventLoop
   }
 
@@ -208,6 +266,7 @@ final class EtcdUnaryLane: Sendable {
     let serverHostname = self.serverHostname
     let timeout = TimeAmount.nanoseconds(Int64(self.connectTimeout.seconds * 1e9))
     let activity = ConnectionActivity()
+    let keepalive = self.keepalive
     return ClientBootstrap(group: self.eventLoop)
       .connectTimeout(timeout)
       .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -237,7 +296,7 @@ final class EtcdUnaryLane: Sendable {
           // No stream multiplexer: the HTTP/2 handler passes frames and stream events to the
           // dispatcher, which owns every stream of this connection.
           try operations.addHandler(NIOHTTP2Handler(mode: .client, connectionConfiguration: connectionConfiguration))
-          try operations.addHandler(UnaryCallDispatcher(activity: activity))
+          try operations.addHandler(UnaryCallDispatcher(activity: activity, keepalive: keepalive))
         }
       }
       .connect(host: self.endpoint.host, port: self.endpoint.port)
@@ -322,6 +381,33 @@ final class EtcdUnaryLane: Sendable {
     return try Response(serializedBytes: response.readableBytesSpan)
   }
 
+  /// Opens a bidirectional stream at `path` on this lane's connection.
+  func openStream(
+    path: String,
+    metadata: [(String, String)],
+    onMessage: @escaping @Sendable (ByteBuffer) -> (any Error)?
+  ) async throws -> EtcdLeanStream {
+    let connection: Connection
+    switch self.connection() {
+    case .success(let ready): connection = ready
+    case .failure(let error): throw error
+    case nil: connection = try await self.connectionFuture().get()
+    }
+    var headers = HPACKHeaders()
+    headers.reserveCapacity(6 + metadata.count)
+    headers.add(name: ":method", value: "POST")
+    headers.add(name: ":scheme", value: self.scheme)
+    headers.add(name: ":path", value: path)
+    headers.add(name: ":authority", value: self.authority)
+    headers.add(name: "content-type", value: "application/grpc")
+    headers.add(name: "te", value: "trailers")
+    for (name, value) in metadata { headers.add(name: name, value: value) }
+    let stream = UnaryCallDispatcher.Stream(headers: headers, onMessage: onMessage)
+    let dispatcher = connection.dispatcher
+    connection.channel.eventLoop.execute { dispatcher.value.open(stream) }
+    return EtcdLeanStream(stream: stream, dispatcher: dispatcher, eventLoop: connection.channel.eventLoop)
+  }
+
   /// `grpc-timeout` in whole milliseconds, rounded up (seconds beyond 8 digits of them).
   ///
   /// Why milliseconds: calls with the same configured timeout then send the same value (a call
@@ -392,6 +478,42 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
     }
   }
 
+  /// A bidirectional stream: made by its opener, then touched only on the connection's event loop.
+  final class Stream: @unchecked Sendable {
+    let headers: HPACKHeaders
+    /// Runs on the event loop for each response message, in order; an error ends the stream.
+    let onMessage: @Sendable (ByteBuffer) -> (any Error)?
+    var streamID: HTTP2StreamID?
+    var receivedHeaders = false
+    var remoteEnded = false
+    var localEnded = false
+    /// Received bytes of a message not yet complete.
+    var pending: ByteBuffer?
+    private(set) var isEnded = false
+    /// Why the stream ended: nil when the server ended it with status OK.
+    private var endError: (any Error)?
+    private var endWaiter: UnsafeContinuation<(any Error)?, Never>?
+
+    init(headers: HPACKHeaders, onMessage: @escaping @Sendable (ByteBuffer) -> (any Error)?) {
+      self.headers = headers
+      self.onMessage = onMessage
+    }
+
+    /// Records how the stream ended (the first time) and wakes whoever waits for it.
+    func end(_ error: (any Error)?) {
+      guard !self.isEnded else { return }
+      self.isEnded = true
+      self.endError = error
+      self.endWaiter?.resume(returning: error)
+      self.endWaiter = nil
+    }
+
+    /// Resumes `waiter` with how the stream ended, once it has.
+    func whenEnded(_ waiter: UnsafeContinuation<(any Error)?, Never>) {
+      if self.isEnded { waiter.resume(returning: self.endError) } else { self.endWaiter = waiter }
+    }
+  }
+
   private let activity: ConnectionActivity
   private var context: ChannelHandlerContext?
   private var calls: [HTTP2StreamID: Call] = [:]
@@ -405,8 +527,20 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
   /// due and re-arms for the earliest deadline still pending).
   private var deadlineTimer: Scheduled<Void>?
   private var deadlineTimerFiresAt = NIODeadline.distantFuture
+  /// The bidirectional streams open on this connection (the watch).
+  private var streams: [HTTP2StreamID: Stream] = [:]
+  /// When data last arrived, kept while streams are open (for keepalive).
+  private var lastRead = NIODeadline.now()
+  /// Checks that a connection carrying streams is alive while it is quiet.
+  private var keepaliveTimer: Scheduled<Void>?
+  /// When the keepalive PING in flight was sent (nil: none is, or its ACK came).
+  private var pingSentAt: NIODeadline?
 
-  init(activity: ConnectionActivity) { self.activity = activity }
+  init(activity: ConnectionActivity, keepalive: EtcdKeepalive) {
+    self.activity = activity
+    self.keepaliveInterval = .nanoseconds(Int64(keepalive.interval.seconds * 1e9))
+    self.keepaliveTimeout = .nanoseconds(Int64(keepalive.timeout.seconds * 1e9))
+  }
 
   func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
@@ -522,7 +656,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
     guard let call = self.calls.removeValue(forKey: streamID) else { return false }
     call.continuation?.resume(with: result)
     call.continuation = nil
-    if self.calls.isEmpty, self.closeWhenDone || self.activity.isDraining { self.context?.close(promise: nil) }
+    self.closeIfIdleAndDone()
     return true
   }
 
@@ -542,12 +676,187 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
       }
       call.continuation = nil
     }
+    let streams = self.streams
+    self.streams = [:]
+    self.keepaliveTimer?.cancel()
+    self.keepaliveTimer = nil
+    for (_, stream) in streams { stream.end(RPCError(code: .unavailable, message: sentMessage)) }
   }
 
   /// Closes the connection now if no call is in flight, else when the last one finishes.
   func closeWhenIdle() {
     self.closeWhenDone = true
-    if self.calls.isEmpty { self.context?.close(promise: nil) }
+    if self.calls.isEmpty, self.streams.isEmpty { self.context?.close(promise: nil) }
+  }
+
+  /// Closes the connection when nothing is in flight on it and it should close (shutdown, or
+  /// draining after GOAWAY).
+  private func closeIfIdleAndDone() {
+    if self.calls.isEmpty, self.streams.isEmpty, self.closeWhenDone || self.activity.isDraining {
+      self.context?.close(promise: nil)
+    }
+  }
+
+  // MARK: Streams
+
+  /// Opens `stream`: its HEADERS (and any message sent meanwhile) go out with this turn's flush.
+  func open(_ stream: Stream) {
+    guard !stream.isEnded else { return }  // cancelled before it opened
+    guard self.isOpen, let context = self.context else {
+      stream.end(RPCError(code: .unavailable, message: "channel is closed"))
+      return
+    }
+    guard self.nextStreamID > 0 else {
+      stream.end(RPCError(code: .unavailable, message: "The stream was refused: the request was not processed."))
+      return
+    }
+    let streamID = HTTP2StreamID(self.nextStreamID)
+    self.nextStreamID = self.nextStreamID < Int32.max - 2 ? self.nextStreamID + 2 : -1
+    if self.nextStreamID >= Self.drainingStreamID || self.nextStreamID < 0 { self.activity.markDraining() }
+    stream.streamID = streamID
+    self.streams[streamID] = stream
+    if self.keepaliveTimer == nil { self.scheduleKeepalive(in: self.keepaliveInterval, context: context) }
+    let headersWritten = context.eventLoop.makePromise(of: Void.self)
+    headersWritten.futureResult.assumeIsolated().whenFailure { error in
+      self.endStream(
+        streamID, RPCError(code: .unavailable, message: "The stream was refused: the request was not processed.", cause: error))
+    }
+    context.write(
+      self.wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: stream.headers)))),
+      promise: headersWritten)
+    self.flushSoon(context: context)
+  }
+
+  /// Sends one message (a whole gRPC frame) on `stream`; dropped if the stream has ended.
+  func send(_ message: ByteBuffer, on stream: Stream) {
+    guard let streamID = stream.streamID, self.streams[streamID] === stream, !stream.localEnded,
+      let context = self.context
+    else { return }
+    context.write(
+      self.wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(message))))),
+      promise: nil)
+    self.flushSoon(context: context)
+  }
+
+  /// Half-closes `stream`: no more messages from us (the server ends it in turn).
+  func finishSending(_ stream: Stream) {
+    guard let streamID = stream.streamID, self.streams[streamID] === stream, !stream.localEnded,
+      let context = self.context
+    else { return }
+    stream.localEnded = true
+    context.write(
+      self.wrapOutboundOut(
+        HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))),
+      promise: nil)
+    self.flushSoon(context: context)
+  }
+
+  /// Ends `stream` with `error` and resets it, so the server stops sending (or, not yet open,
+  /// makes it never open).
+  func reset(_ stream: Stream, _ error: any Error) {
+    guard let streamID = stream.streamID else {
+      stream.end(error)
+      return
+    }
+    guard self.endStream(streamID, error) else { return }
+    self.context?.writeAndFlush(self.wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .rstStream(.cancel))), promise: nil)
+  }
+
+  /// Ends and forgets the stream on `streamID`; false if it was not open.
+  @discardableResult
+  private func endStream(_ streamID: HTTP2StreamID, _ error: (any Error)?) -> Bool {
+    guard let stream = self.streams.removeValue(forKey: streamID) else { return false }
+    stream.end(error)
+    if self.streams.isEmpty {
+      self.keepaliveTimer?.cancel()
+      self.keepaliveTimer = nil
+    }
+    self.closeIfIdleAndDone()
+    return true
+  }
+
+  private func streamReceived(_ headers: HTTP2Frame.FramePayload.Headers, on stream: Stream, context: ChannelHandlerContext) {
+    guard let streamID = stream.streamID else { return }
+    if headers.endStream { stream.remoteEnded = true }
+    if !stream.receivedHeaders {
+      stream.receivedHeaders = true
+      if let status = headers.headers.first(name: ":status"), status != "200" {
+        self.reset(stream, RPCError(code: Self.code(forHTTPStatus: status), message: "Unexpected HTTP status \(status)."))
+        return
+      }
+      guard headers.endStream || headers.headers.first(name: "grpc-status") != nil else { return }
+    }
+    // Trailers (or a trailers-only response): the stream is over; its status says how.
+    switch Self.result(trailers: headers.headers, body: nil) {
+    case .success: self.endStream(streamID, nil)
+    case .failure(let error): self.endStream(streamID, error)
+    }
+  }
+
+  private func streamReceived(_ data: HTTP2Frame.FramePayload.Data, on stream: Stream, context: ChannelHandlerContext) {
+    if data.endStream { stream.remoteEnded = true }
+    guard case .byteBuffer(var bytes) = data.data else { return }
+    if stream.pending == nil {
+      stream.pending = bytes
+    } else {
+      stream.pending!.writeBuffer(&bytes)
+    }
+    // Every complete message, in order; a partial one waits for the next DATA frame.
+    while var pending = stream.pending, pending.readableBytes >= 5 {
+      let compressed = pending.getInteger(at: pending.readerIndex, as: UInt8.self)!
+      let length = Int(pending.getInteger(at: pending.readerIndex + 1, as: UInt32.self)!)
+      guard pending.readableBytes >= 5 + length else { break }
+      guard compressed == 0 else {
+        self.reset(stream, RPCError(code: .internalError, message: "Compressed message on a stream that asked for none."))
+        return
+      }
+      pending.moveReaderIndex(forwardBy: 5)
+      let message = pending.readSlice(length: length)!
+      stream.pending = pending.readableBytes == 0 ? nil : pending
+      if let error = stream.onMessage(message) {
+        self.reset(stream, error)
+        return
+      }
+    }
+  }
+
+  // MARK: Keepalive
+
+  /// How long a connection carrying streams may stay silent before it is PINGed.
+  private let keepaliveInterval: TimeAmount
+  /// How long the PING's ACK may take before the connection counts as dead.
+  private let keepaliveTimeout: TimeAmount
+
+  private func scheduleKeepalive(in delay: TimeAmount, context: ChannelHandlerContext) {
+    self.keepaliveTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { self.checkAlive() }
+  }
+
+  /// While streams are open: PINGs the server after a silence of the keepalive interval, and
+  /// closes the connection (ending its streams, which then resume elsewhere) when the ACK does
+  /// not come within the keepalive timeout, as grpc-swift's keepalive did for them.
+  private func checkAlive() {
+    self.keepaliveTimer = nil
+    guard !self.streams.isEmpty, let context = self.context else { return }
+    let now = NIODeadline.now()
+    if let sentAt = self.pingSentAt {
+      if now - sentAt >= self.keepaliveTimeout {
+        self.activity.markDraining()
+        context.close(promise: nil)
+        return
+      }
+      self.scheduleKeepalive(in: self.keepaliveTimeout - (now - sentAt), context: context)
+      return
+    }
+    let silence = now - self.lastRead
+    guard silence >= self.keepaliveInterval else {
+      self.scheduleKeepalive(in: self.keepaliveInterval - silence, context: context)
+      return
+    }
+    self.pingSentAt = now
+    context.writeAndFlush(
+      self.wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: 0x4361_7073_7461_6e21), ack: false))),
+      promise: nil)
+    self.scheduleKeepalive(in: self.keepaliveTimeout, context: context)
   }
 
   // MARK: Inbound
@@ -556,7 +865,10 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
     let frame = self.unwrapInboundIn(data)
     switch frame.payload {
     case .headers(let headers):
-      guard let call = self.calls[frame.streamID] else { return }
+      guard let call = self.calls[frame.streamID] else {
+        if let stream = self.streams[frame.streamID] { self.streamReceived(headers, on: stream, context: context) }
+        return
+      }
       if headers.endStream { call.remoteEnded = true }
       if !call.receivedHeaders {
         self.activity.recordResponse()
@@ -574,7 +886,10 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
         self.finish(frame.streamID, Self.result(trailers: headers.headers, body: call.body))
       }
     case .data(let data):
-      guard let call = self.calls[frame.streamID] else { return }
+      guard let call = self.calls[frame.streamID] else {
+        if let stream = self.streams[frame.streamID] { self.streamReceived(data, on: stream, context: context) }
+        return
+      }
       if data.endStream { call.remoteEnded = true }
       if case .byteBuffer(var bytes) = data.data {
         if call.body == nil {
@@ -592,6 +907,11 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
           streamID,
           .failure(RPCError(code: .unavailable, message: "The stream was refused: the request was not processed.")))
       }
+      for streamID in self.streams.keys where streamID > lastStreamID {
+        self.endStream(streamID, RPCError(code: .unavailable, message: "The server is going away (GOAWAY)."))
+      }
+    case .ping(_, ack: true):
+      self.pingSentAt = nil
     default:
       ()
     }
@@ -605,7 +925,10 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
     } else if let event = event as? NIOHTTP2WindowUpdatedEvent {
       self.windowUpdated(event, context: context)
     } else if let event = event as? StreamClosedEvent {
-      if event.reason == .refusedStream {
+      if self.streams[event.streamID] != nil {
+        let reason = event.reason.map { "Stream unexpectedly closed (\($0))." } ?? "Stream ended without trailers."
+        self.endStream(event.streamID, RPCError(code: .unavailable, message: reason))
+      } else if event.reason == .refusedStream {
         self.finish(
           event.streamID,
           .failure(RPCError(code: .unavailable, message: "The stream was refused: the request was not processed.")))
@@ -622,6 +945,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
+    if !self.streams.isEmpty { self.lastRead = .now() }
     if self.needsFlush {
       self.needsFlush = false
       context.flush()
@@ -636,7 +960,11 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
     if event.streamID == .rootStream {
       target = Self.connectionWindowTarget
     } else {
-      guard let call = self.calls[event.streamID], !call.remoteEnded else { return }
+      if let call = self.calls[event.streamID] {
+        guard !call.remoteEnded else { return }
+      } else {
+        guard let stream = self.streams[event.streamID], !stream.remoteEnded else { return }
+      }
       target = Self.streamWindowTarget
     }
     guard window <= target / 2 else { return }
@@ -655,9 +983,9 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
     if let streamError = error as? NIOHTTP2Errors.StreamError {
       // The HTTP/2 handler reset the stream; its StreamClosedEvent may not carry the cause.
-      self.finish(
-        streamError.streamID,
-        .failure(RPCError(code: .unavailable, message: "Stream unexpectedly closed with error.", cause: streamError.baseError)))
+      let error = RPCError(code: .unavailable, message: "Stream unexpectedly closed with error.", cause: streamError.baseError)
+      self.finish(streamError.streamID, .failure(error))
+      self.endStream(streamError.streamID, error)
       return
     }
     // Anything else is a connection error: the HTTP/2 handler failed the write that caused it, or
@@ -665,7 +993,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
     // one closes once the calls in flight have finished (or timed out). I/O errors close the
     // channel themselves.
     self.activity.markDraining()
-    if self.calls.isEmpty { context.close(promise: nil) }
+    if self.calls.isEmpty, self.streams.isEmpty { context.close(promise: nil) }
   }
 
   // MARK: Responses
