@@ -152,7 +152,11 @@ public struct EtcdKeepalive: Sendable, Hashable {
   /// its streams resume (on another member if need be).
   public var timeout: Duration
 
-  /// Creates keepalive settings.
+  /// The shortest interval accepted: etcd's default `--grpc-keepalive-min-time`. A server sends
+  /// GOAWAY ("too many pings") to a client that PINGs a quiet connection more often than that.
+  public static let minimumInterval = Duration.seconds(5)
+
+  /// Creates keepalive settings (`interval` at least ``minimumInterval``).
   public init(interval: Duration, timeout: Duration) {
     self.interval = interval
     self.timeout = timeout
@@ -236,8 +240,10 @@ public struct EtcdClientConfiguration: Sendable {
     guard self.dialTimeout > .zero, self.requestTimeout > .zero else {
       throw EtcdError(code: .invalidArgument, message: "dial and request timeouts must be positive")
     }
-    guard self.keepalive.interval > .zero, self.keepalive.timeout > .zero else {
-      throw EtcdError(code: .invalidArgument, message: "keepalive interval and timeout must be positive")
+    guard self.keepalive.interval >= EtcdKeepalive.minimumInterval, self.keepalive.timeout > .zero else {
+      throw EtcdError(
+        code: .invalidArgument,
+        message: "keepalive interval must be at least 5 s (etcd's default --grpc-keepalive-min-time; more frequent PINGs make it close the connection) and the timeout positive")
     }
     if let tls = self.tls, (tls.clientCertificateFile == nil) != (tls.clientKeyFile == nil) {
       throw EtcdError(

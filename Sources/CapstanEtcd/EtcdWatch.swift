@@ -255,13 +255,13 @@ final class EtcdWatchHub: Sendable {
       }
       return self.handle(response)
     }
-    return await withTaskGroup(of: Void.self) { group in
+    let end = await withTaskGroup(of: Void.self) { group in
       group.addTask {
         for await request in requests {
           do {
             try stream.send(request)
           } catch {
-            stream.cancel()
+            stream.cancel(with: EtcdError(code: .internalError, message: "watch stream: unserializable request", cause: error))
             return
           }
         }
@@ -269,9 +269,12 @@ final class EtcdWatchHub: Sendable {
       }
       let end = await stream.ended()
       group.cancelAll()
-      guard let end else { return EtcdError(code: .unavailable, message: "watch stream closed by the server") }
-      return EtcdError.wrapping(end, operation: "watch stream")
+      return end
     }
+    // Thrown, so that `session` handles it as it does the grpc-swift path's errors (an expired
+    // auth token is invalidated there).
+    if let end { throw end }
+    return EtcdError(code: .unavailable, message: "watch stream closed by the server")
   }
 
   private static let watchPath = "/" + Etcdserverpb_Watch.Method.Watch.descriptor.fullyQualifiedMethod

@@ -66,7 +66,7 @@ struct EtcdClientClusterTests {
     // goes unanswered, the connection is closed, and the watch resumes on another member with
     // no event lost or repeated.
     var quickKeepalive = try clientConfiguration(for: cluster.members)
-    quickKeepalive.keepalive = EtcdKeepalive(interval: .seconds(1), timeout: .seconds(1))
+    quickKeepalive.keepalive = EtcdKeepalive(interval: EtcdKeepalive.minimumInterval, timeout: .seconds(1))
     try await withEtcdClient(quickKeepalive, logger: testLogger) { etcd in
       let start = try await etcd.put(prefix + "w", "0").header.revision
       let watch = etcd.watch(.prefix(prefix + "w"), options: WatchOptions(startRevision: start + 1))
@@ -118,6 +118,19 @@ struct EtcdClientConnectionErrorTests {
   func malformed(_ text: String) throws {
     let error = #expect(throws: EtcdError.self) { try EtcdClientConfiguration(endpoints: text) }
     #expect(error?.code == .invalidArgument)
+  }
+
+  @Test("keepalive PINGs more often than etcd allows, or with no timeout, are rejected before connecting")
+  func keepaliveLimits() async throws {
+    for keepalive in [EtcdKeepalive(interval: .seconds(1), timeout: .seconds(10)), EtcdKeepalive(interval: .seconds(30), timeout: .zero)] {
+      var configuration = try EtcdClientConfiguration(endpoints: "127.0.0.1:2379")
+      configuration.keepalive = keepalive
+      let error = await #expect(throws: EtcdError.self) {
+        try await withEtcdClient(configuration, logger: testLogger) { _ in }
+      }
+      #expect(error?.code == .invalidArgument)
+      #expect(error?.message.contains("keepalive") == true)
+    }
   }
 
   @Test("well-formed endpoints parse")

@@ -111,12 +111,10 @@ struct EtcdLeanStream: Sendable {
     self.eventLoop.execute { dispatcher.value.finishSending(stream) }
   }
 
-  /// Ends the stream now (it resets it on the server).
-  func cancel() {
+  /// Ends the stream now with `error` (it resets it on the server).
+  func cancel(with error: any Error = RPCError(code: .cancelled, message: "The stream was cancelled.")) {
     let (stream, dispatcher) = (self.stream, self.dispatcher)
-    self.eventLoop.execute {
-      dispatcher.value.reset(stream, RPCError(code: .cancelled, message: "The stream was cancelled."))
-    }
+    self.eventLoop.execute { dispatcher.value.reset(stream, error) }
   }
 
   /// Waits until the stream ends: nil when the server ended it with status OK, else why it
@@ -715,7 +713,10 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
     if self.nextStreamID >= Self.drainingStreamID || self.nextStreamID < 0 { self.activity.markDraining() }
     stream.streamID = streamID
     self.streams[streamID] = stream
-    if self.keepaliveTimer == nil { self.scheduleKeepalive(in: self.keepaliveInterval, context: context) }
+    if self.keepaliveTimer == nil {
+      self.lastRead = .now()
+      self.scheduleKeepalive(in: self.keepaliveInterval, context: context)
+    }
     let headersWritten = context.eventLoop.makePromise(of: Void.self)
     headersWritten.futureResult.assumeIsolated().whenFailure { error in
       self.endStream(
@@ -777,6 +778,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
 
   private func streamReceived(_ headers: HTTP2Frame.FramePayload.Headers, on stream: Stream, context: ChannelHandlerContext) {
     guard let streamID = stream.streamID else { return }
+    self.activity.recordResponse()
     if headers.endStream { stream.remoteEnded = true }
     if !stream.receivedHeaders {
       stream.receivedHeaders = true
@@ -794,6 +796,8 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
   }
 
   private func streamReceived(_ data: HTTP2Frame.FramePayload.Data, on stream: Stream, context: ChannelHandlerContext) {
+    // The connection is alive: a unary call timing out meanwhile must not close it as dead.
+    self.activity.recordResponse()
     if data.endStream { stream.remoteEnded = true }
     guard case .byteBuffer(var bytes) = data.data else { return }
     if stream.pending == nil {
@@ -812,7 +816,14 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
       }
       pending.moveReaderIndex(forwardBy: 5)
       let message = pending.readSlice(length: length)!
-      stream.pending = pending.readableBytes == 0 ? nil : pending
+      if pending.readableBytes == 0 {
+        stream.pending = nil
+      } else {
+        // A message continues in the next frame: drop the bytes already delivered, so a long
+        // run of such frames does not keep them all.
+        if pending.readerIndex >= 1 << 16 { pending.discardReadBytes() }
+        stream.pending = pending
+      }
       if let error = stream.onMessage(message) {
         self.reset(stream, error)
         return
@@ -863,6 +874,9 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let frame = self.unwrapInboundIn(data)
+    // Only frames the HTTP/2 handler delivers count as signs of life (after a connection error
+    // it stops delivering them, while the socket may still be readable).
+    if !self.streams.isEmpty { self.lastRead = .now() }
     switch frame.payload {
     case .headers(let headers):
       guard let call = self.calls[frame.streamID] else {
@@ -945,7 +959,6 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    if !self.streams.isEmpty { self.lastRead = .now() }
     if self.needsFlush {
       self.needsFlush = false
       context.flush()
@@ -992,7 +1005,11 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
     // sent GOAWAY after an inbound one (and stops parsing). New calls go to a new connection; this
     // one closes once the calls in flight have finished (or timed out). I/O errors close the
     // channel themselves.
+    // Streams never finish by themselves: end them now, so they resume on a new connection.
     self.activity.markDraining()
+    for streamID in Array(self.streams.keys) {
+      self.endStream(streamID, RPCError(code: .unavailable, message: "The connection failed.", cause: error))
+    }
     if self.calls.isEmpty, self.streams.isEmpty { context.close(promise: nil) }
   }
 
