@@ -95,7 +95,7 @@ public final class EtcdClient: Service, Sendable {
     try range.validate("range")
     try options.validate("range")
     let request = options.request(for: range)
-    let response = try await self.pool.performKV(
+    let response = try await self.pool.performUnary(
       "range", policy: .idempotent, timeout: timeout, method: Etcdserverpb_KV.Method.Range.descriptor, request: request
     ) { client, callOptions in
       try await Etcdserverpb_KV.Client(wrapping: client).range(request, options: callOptions)
@@ -138,7 +138,7 @@ public final class EtcdClient: Service, Sendable {
   public func put(key: Data, value: Data, options: PutOptions = PutOptions(), timeout: Duration? = nil) async throws(EtcdError) -> PutResult {
     guard !key.isEmpty else { throw EtcdError(code: .invalidArgument, message: "put: the key must not be empty") }
     let request = makePutRequest(key: key, value: value, options: options)
-    let response = try await self.pool.performKV(
+    let response = try await self.pool.performUnary(
       "put", policy: .nonIdempotent, timeout: timeout, method: Etcdserverpb_KV.Method.Put.descriptor, request: request
     ) { client, callOptions in
       try await Etcdserverpb_KV.Client(wrapping: client).put(request, options: callOptions)
@@ -151,7 +151,7 @@ public final class EtcdClient: Service, Sendable {
   public func delete(_ range: EtcdKeyRange, prevKV: Bool = false, timeout: Duration? = nil) async throws(EtcdError) -> DeleteResult {
     try range.validate("delete")
     let request = makeDeleteRequest(range: range, prevKV: prevKV)
-    let response = try await self.pool.performKV(
+    let response = try await self.pool.performUnary(
       "delete", policy: .nonIdempotent, timeout: timeout, method: Etcdserverpb_KV.Method.DeleteRange.descriptor,
       request: request
     ) { client, callOptions in
@@ -171,7 +171,7 @@ public final class EtcdClient: Service, Sendable {
     try txn.validate()
     let request = txn.proto
     let readOnly = (txn.success + txn.failure).allSatisfy { if case .range = $0 { true } else { false } }
-    let response = try await self.pool.performKV(
+    let response = try await self.pool.performUnary(
       "txn", policy: readOnly ? .idempotent : .nonIdempotent, timeout: timeout,
       method: Etcdserverpb_KV.Method.Txn.descriptor, request: request
     ) { client, callOptions in
@@ -204,7 +204,9 @@ public final class EtcdClient: Service, Sendable {
     var request = Etcdserverpb_CompactionRequest()
     request.revision = revision
     request.physical = physical
-    let response = try await self.pool.perform("compact", policy: .nonIdempotent) { client, callOptions in
+    let response = try await self.pool.performUnary(
+      "compact", policy: .nonIdempotent, method: Etcdserverpb_KV.Method.Compact.descriptor, request: request
+    ) { client, callOptions in
       try await Etcdserverpb_KV.Client(wrapping: client).compact(request, options: callOptions)
     }
     return EtcdResponseHeader(response.header)
@@ -218,7 +220,9 @@ public final class EtcdClient: Service, Sendable {
     var request = Etcdserverpb_LeaseGrantRequest()
     request.ttl = ttl
     request.id = id
-    let response = try await self.pool.perform("lease grant", policy: .nonIdempotent) { client, callOptions in
+    let response = try await self.pool.performUnary(
+      "lease grant", policy: .nonIdempotent, method: Etcdserverpb_Lease.Method.LeaseGrant.descriptor, request: request
+    ) { client, callOptions in
       try await Etcdserverpb_Lease.Client(wrapping: client).leaseGrant(request, options: callOptions)
     }
     if !response.error.isEmpty {
@@ -233,7 +237,9 @@ public final class EtcdClient: Service, Sendable {
   public func revokeLease(_ id: Int64) async throws(EtcdError) {
     var request = Etcdserverpb_LeaseRevokeRequest()
     request.id = id
-    _ = try await self.pool.perform("lease revoke", policy: .nonIdempotent) { client, callOptions in
+    let _: Etcdserverpb_LeaseRevokeResponse = try await self.pool.performUnary(
+      "lease revoke", policy: .nonIdempotent, method: Etcdserverpb_Lease.Method.LeaseRevoke.descriptor, request: request
+    ) { client, callOptions in
       try await Etcdserverpb_Lease.Client(wrapping: client).leaseRevoke(request, options: callOptions)
     }
   }
@@ -243,7 +249,10 @@ public final class EtcdClient: Service, Sendable {
     var request = Etcdserverpb_LeaseTimeToLiveRequest()
     request.id = id
     request.keys = keys
-    let response = try await self.pool.perform("lease time-to-live", policy: .idempotent) { client, callOptions in
+    let response = try await self.pool.performUnary(
+      "lease time-to-live", policy: .idempotent, method: Etcdserverpb_Lease.Method.LeaseTimeToLive.descriptor,
+      request: request
+    ) { client, callOptions in
       try await Etcdserverpb_Lease.Client(wrapping: client).leaseTimeToLive(request, options: callOptions)
     }
     return EtcdLeaseInfo(id: response.id, ttl: response.ttl, grantedTTL: response.grantedTtl, keys: response.keys)
@@ -251,8 +260,11 @@ public final class EtcdClient: Service, Sendable {
 
   /// The IDs of every live lease.
   public func leases() async throws(EtcdError) -> [Int64] {
-    let response = try await self.pool.perform("lease list", policy: .idempotent) { client, callOptions in
-      try await Etcdserverpb_Lease.Client(wrapping: client).leaseLeases(Etcdserverpb_LeaseLeasesRequest(), options: callOptions)
+    let request = Etcdserverpb_LeaseLeasesRequest()
+    let response = try await self.pool.performUnary(
+      "lease list", policy: .idempotent, method: Etcdserverpb_Lease.Method.LeaseLeases.descriptor, request: request
+    ) { client, callOptions in
+      try await Etcdserverpb_Lease.Client(wrapping: client).leaseLeases(request, options: callOptions)
     }
     return response.leases.map(\.id)
   }
@@ -291,13 +303,15 @@ public final class EtcdClient: Service, Sendable {
     if let endpointIndex, !self.pool.members.indices.contains(endpointIndex) {
       throw EtcdError(code: .invalidArgument, message: "status: no endpoint number \(endpointIndex)")
     }
-    let pool = self.pool
-    let response = try await pool.perform("status", policy: .idempotent, pinnedTo: endpointIndex) { client, callOptions in
-      let status = try await Etcdserverpb_Maintenance.Client(wrapping: client).status(
-        Etcdserverpb_StatusRequest(), options: callOptions)
-      return (status, endpointIndex.map { pool.members[$0].endpoint } ?? pool.currentMember.member.endpoint)
+    let request = Etcdserverpb_StatusRequest()
+    let status = try await self.pool.performUnary(
+      "status", policy: .idempotent, pinnedTo: endpointIndex, method: Etcdserverpb_Maintenance.Method.Status.descriptor,
+      request: request
+    ) { client, callOptions in
+      try await Etcdserverpb_Maintenance.Client(wrapping: client).status(request, options: callOptions)
     }
-    let (status, endpoint) = response
+    // The member that answered: the pinned one, or the current one (which answered last).
+    let endpoint = endpointIndex.map { self.pool.members[$0].endpoint } ?? self.pool.currentMember.member.endpoint
     return EtcdStatus(
       header: EtcdResponseHeader(status.header), version: status.version, dbSize: status.dbSize,
       dbSizeInUse: status.dbSizeInUse, leader: status.leader, raftIndex: status.raftIndex,
@@ -309,7 +323,9 @@ public final class EtcdClient: Service, Sendable {
   public func alarms() async throws(EtcdError) -> [EtcdAlarm] {
     var request = Etcdserverpb_AlarmRequest()
     request.action = .get
-    let response = try await self.pool.perform("alarm list", policy: .idempotent) { client, callOptions in
+    let response = try await self.pool.performUnary(
+      "alarm list", policy: .idempotent, method: Etcdserverpb_Maintenance.Method.Alarm.descriptor, request: request
+    ) { client, callOptions in
       try await Etcdserverpb_Maintenance.Client(wrapping: client).alarm(request, options: callOptions)
     }
     return response.alarms.map { EtcdAlarm(memberID: $0.memberID, alarm: "\($0.alarm)".uppercased()) }

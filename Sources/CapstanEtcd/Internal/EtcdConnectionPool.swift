@@ -22,9 +22,11 @@ final class EtcdConnectionPool: Sendable {
 
   struct Member: Sendable {
     let endpoint: EtcdEndpoint
-    /// grpc-swift's client: streams, and every call when user interceptors are configured.
+    /// grpc-swift's client: authentication, the lease keep-alive stream, and every call and
+    /// stream when user interceptors are configured.
     let client: Client
-    /// The lean unary path for KV calls, unless user interceptors must see every call.
+    /// The lean path for unary calls and the watch stream, unless user interceptors must see
+    /// every call.
     let unary: EtcdUnaryChannel?
   }
 
@@ -205,44 +207,33 @@ final class EtcdConnectionPool: Sendable {
     return options
   }
 
-  /// Runs `body` against the current member, failing over and retrying as `policy` allows, until
-  /// it succeeds, fails for good, or the deadline (default: the configured request timeout) passes.
-  /// With `pinnedTo`, every attempt goes to that member (no failover).
+  /// A unary call (KV, lease, maintenance) against the current member: on the lean unary path
+  /// when it is on, else through grpc-swift's stub `fallback`. Fails over and retries as `policy`
+  /// allows, until it succeeds, fails for good, or the deadline (default: the configured request
+  /// timeout) passes. With `pinnedTo`, every attempt goes to that member (no failover).
   ///
   /// Calls are never retried blindly: a non-idempotent one is sent again only if it certainly
   /// never reached a server. When no endpoint is reachable at all the call fails once the
   /// configured dial timeout has passed.
-  func perform<Result: Sendable>(
+  func performUnary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
     _ operation: String,
     policy: RetryPolicy,
     timeout: Duration? = nil,
     pinnedTo pinnedIndex: Int? = nil,
-    _ body: (Client, CallOptions) async throws -> Result
-  ) async throws(EtcdError) -> Result {
-    try await self.performOnMember(operation, policy: policy, timeout: timeout, pinnedTo: pinnedIndex) { member, until in
-      try await body(member.client, Self.options(until: until))
-    }
-  }
-
-  /// A KV call: on the lean unary path when it is on, else through grpc-swift's stub `fallback`.
-  func performKV<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
-    _ operation: String,
-    policy: RetryPolicy,
-    timeout: Duration?,
     method: MethodDescriptor,
     request: Request,
     fallback: (Client, CallOptions) async throws -> Response
   ) async throws(EtcdError) -> Response {
     let path = "/" + method.fullyQualifiedMethod
-    return try await self.performOnMember(operation, policy: policy, timeout: timeout) { member, until in
+    return try await self.performOnMember(operation, policy: policy, timeout: timeout, pinnedTo: pinnedIndex) { member, until in
       guard let unary = member.unary else { return try await fallback(member.client, Self.options(until: until)) }
       let metadata = self.auth.currentToken.map { [("token", $0)] } ?? []
       return try await unary.call(path: path, request: request, metadata: metadata, deadline: until)
     }
   }
 
-  /// The retry and failover loop behind ``perform(_:policy:timeout:pinnedTo:_:)``: `body` gets the
-  /// member to call and the deadline of this attempt.
+  /// The retry and failover loop behind ``performUnary(_:policy:timeout:pinnedTo:method:request:fallback:)``:
+  /// `body` gets the member to call and the deadline of this attempt.
   private func performOnMember<Result: Sendable>(
     _ operation: String,
     policy: RetryPolicy,
