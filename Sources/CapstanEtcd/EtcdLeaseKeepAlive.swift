@@ -1,6 +1,8 @@
 import CapstanEtcdAPI
 import GRPCCore
 import Logging
+import NIOCore
+import SwiftProtobuf
 import Synchronization
 
 /// What happens to a lease kept alive by the client.
@@ -133,39 +135,90 @@ final class EtcdLeaseKeeper: Sendable {
       wakeups: self.wakeups,
       maximumDelay: .seconds(1),  // leases expire: never wait long to reconnect
       status: { self.state.withLock { ($0.closed, $0.entries.isEmpty) } },
-      session: { await self.session(on: $0.client) },
+      session: { await self.session(on: $0) },
       afterBreak: { self.expireOverdue() }
     )
   }
 
-  private func session(on client: EtcdConnectionPool.Client) async -> EtcdError {
-    var options = CallOptions.defaults
-    options.waitForReady = false
+  /// One life of the shared keep-alive stream. Returns why it ended.
+  private func session(on member: EtcdConnectionPool.Member) async -> EtcdError {
     do {
       if self.pool.auth.needsToken {
-        try await self.pool.auth.authenticate(using: client, until: .now + self.pool.configuration.requestTimeout)
+        try await self.pool.auth.authenticate(using: member.client, until: .now + self.pool.configuration.requestTimeout)
       }
-      return try await Etcdserverpb_Lease.Client(wrapping: client).leaseKeepAlive(
-        request: StreamingClientRequest { writer in
-          while !Task.isCancelled {
-            for id in self.dueLeases() {
-              var request = Etcdserverpb_LeaseKeepAliveRequest()
-              request.id = id
-              try await writer.write(request)
-            }
-            if self.state.withLock({ $0.closed }) { return }
-            try await Task.sleep(for: Self.tick)
-          }
-        },
-        options: options
-      ) { response in
-        for try await message in response.messages { self.handle(message) }
-        return EtcdError(code: .unavailable, message: "keep-alive stream closed by the server")
-      }
+      if let lean = member.unary { return try await self.leanSession(on: lean) }
+      return try await self.grpcSession(on: member.client)
     } catch {
       let error = EtcdError.wrapping(error, operation: "lease keep-alive stream")
       if error.code == .invalidAuthToken { self.pool.auth.invalidate() }
       return error
+    }
+  }
+
+  private static let keepAlivePath = "/" + Etcdserverpb_Lease.Method.LeaseKeepAlive.descriptor.fullyQualifiedMethod
+
+  /// The stream on the lean path (``EtcdUnaryChannel``), as for the watch: responses are handled
+  /// on the connection's event loop as they arrive.
+  private func leanSession(on channel: EtcdUnaryChannel) async throws -> EtcdError {
+    var metadata: [(String, String)] = []
+    if let token = self.pool.auth.currentToken { metadata.append(("token", token)) }
+    let stream = try await channel.openStream(path: Self.keepAlivePath, metadata: metadata) { message in
+      do {
+        self.handle(try Etcdserverpb_LeaseKeepAliveResponse(serializedBytes: message.readableBytesSpan))
+        return nil
+      } catch {
+        return EtcdError(code: .internalError, message: "lease keep-alive stream: undecodable response", cause: error)
+      }
+    }
+    let end = await withTaskGroup(of: Void.self) { group in
+      group.addTask {
+        while !Task.isCancelled {
+          for id in self.dueLeases() {
+            var request = Etcdserverpb_LeaseKeepAliveRequest()
+            request.id = id
+            do {
+              try stream.send(request)
+            } catch {
+              stream.cancel(
+                with: EtcdError(code: .internalError, message: "lease keep-alive stream: unserializable request", cause: error))
+              return
+            }
+          }
+          if self.state.withLock({ $0.closed }) {
+            stream.finishSending()
+            return
+          }
+          try? await Task.sleep(for: Self.tick)
+        }
+      }
+      let end = await stream.ended()
+      group.cancelAll()
+      return end
+    }
+    if let end { throw end }
+    return EtcdError(code: .unavailable, message: "keep-alive stream closed by the server")
+  }
+
+  /// The stream through grpc-swift (used when user interceptors must see every call).
+  private func grpcSession(on client: EtcdConnectionPool.Client) async throws -> EtcdError {
+    var options = CallOptions.defaults
+    options.waitForReady = false
+    return try await Etcdserverpb_Lease.Client(wrapping: client).leaseKeepAlive(
+      request: StreamingClientRequest { writer in
+        while !Task.isCancelled {
+          for id in self.dueLeases() {
+            var request = Etcdserverpb_LeaseKeepAliveRequest()
+            request.id = id
+            try await writer.write(request)
+          }
+          if self.state.withLock({ $0.closed }) { return }
+          try await Task.sleep(for: Self.tick)
+        }
+      },
+      options: options
+    ) { response in
+      for try await message in response.messages { self.handle(message) }
+      return EtcdError(code: .unavailable, message: "keep-alive stream closed by the server")
     }
   }
 

@@ -212,7 +212,7 @@ struct EtcdClientKVTests {
     }
   }
 
-  @Test("user interceptors see every call, KV and watch included (which then leave the lean path)")
+  @Test("user interceptors see every call and stream, KV, watch and keep-alive included (which then leave the lean path)")
   func interceptorsSeeKVCalls() async throws {
     let prefix = uniquePrefix()
     let recorder = RecordingInterceptor()
@@ -231,6 +231,11 @@ struct EtcdClientKVTests {
       let event = try await events.next()
       #expect(event == .put(try #require(try await etcd.get(prefix + "w/a")), previous: nil))
       #expect(event?.revision == written.header.revision)
+      // And the lease keep-alive stream.
+      let keepAlive = etcd.keepAlive(try await etcd.grantLease(ttl: 30))
+      var renewals = keepAlive.events.makeAsyncIterator()
+      #expect(await renewals.next() == .renewed(ttl: 30))
+      keepAlive.cancel()
     }
     let methods = Set(recorder.methods)
     for method in ["Put", "Range", "Txn", "DeleteRange"] {
@@ -238,6 +243,7 @@ struct EtcdClientKVTests {
     }
     #expect(methods.contains("etcdserverpb.Maintenance/Status"))
     #expect(methods.contains("etcdserverpb.Watch/Watch"))
+    #expect(methods.contains("etcdserverpb.Lease/LeaseKeepAlive"))
   }
 
   @Test("20,000 requests on one connection: etcd's PINGs never make the client drop it")
