@@ -54,32 +54,45 @@ public enum WatchEvent: Sendable, Hashable {
   }
 }
 
-/// The events of one watch, in revision order. Iterate it; stop iterating to cancel the watch.
-/// Errors thrown are always ``EtcdError``.
+/// The events of one watch, in revision order. Iterate it (from one task); stop iterating, or
+/// cancel the iterating task, to cancel the watch. Errors thrown are always ``EtcdError``.
 public struct EtcdWatch: AsyncSequence, Sendable {
   public typealias Element = WatchEvent
   public typealias Failure = any Error
 
   /// The client-side ID of this watch (also its etcd watch ID).
   public let id: Int64
-  let events: AsyncThrowingStream<WatchEvent, any Error>
+  let consumer: WatchConsumer
 
-  public func makeAsyncIterator() -> AsyncThrowingStream<WatchEvent, any Error>.AsyncIterator {
-    self.events.makeAsyncIterator()
+  /// Iterates the events of an ``EtcdWatch``.
+  public struct AsyncIterator: AsyncIteratorProtocol {
+    public typealias Element = WatchEvent
+    public typealias Failure = any Error
+
+    let consumer: WatchConsumer
+
+    /// The next event; `nil` once the watch was cancelled. Throws the ``EtcdError`` that
+    /// ended the watch (after the events before it).
+    public mutating func next() async throws -> WatchEvent? {
+      try await self.consumer.queue.next()
+    }
+  }
+
+  public func makeAsyncIterator() -> AsyncIterator {
+    AsyncIterator(consumer: self.consumer)
   }
 }
 
 /// Multiplexes every watch of a client onto ONE gRPC Watch stream, and re-creates them all from
 /// their next revision on a new stream (on another member if needed) when it breaks.
 final class EtcdWatchHub: Sendable {
-  typealias Continuation = AsyncThrowingStream<WatchEvent, any Error>.Continuation
 
   private struct Watcher {
     let range: EtcdKeyRange
     let options: WatchOptions
     /// The next revision this watcher must deliver (0 until etcd tells us where "now" is).
     var nextRevision: Int64
-    let continuation: Continuation
+    let queue: WatchEventQueue
     /// Events of a fragmented response still waiting for their last fragment.
     var fragments: [Mvccpb_Event] = []
   }
@@ -109,21 +122,22 @@ final class EtcdWatchHub: Sendable {
   }
 
   func add(range: EtcdKeyRange, options: WatchOptions) -> EtcdWatch {
-    let (events, continuation) = AsyncThrowingStream.makeStream(of: WatchEvent.self, throwing: (any Error).self)
+    let queue = WatchEventQueue()
+    let consumer = WatchConsumer(queue: queue)
     do {
       try range.validate("watch")
       guard options.startRevision >= 0 else {
         throw EtcdError(code: .invalidArgument, message: "watch: start revision must not be negative")
       }
     } catch {
-      continuation.finish(throwing: error)
-      return EtcdWatch(id: 0, events: events)
+      queue.finish(throwing: error)
+      return EtcdWatch(id: 0, consumer: consumer)
     }
     let id = self.state.withLock { state -> Int64? in
       guard !state.closed else { return nil }
       let id = state.nextID
       state.nextID += 1
-      let watcher = Watcher(range: range, options: options, nextRevision: options.startRevision, continuation: continuation)
+      let watcher = Watcher(range: range, options: options, nextRevision: options.startRevision, queue: queue)
       state.watchers[id] = watcher
       if let outbound = state.outbound {
         outbound.yield(Self.createRequest(id: id, watcher))
@@ -131,14 +145,12 @@ final class EtcdWatchHub: Sendable {
       return id
     }
     guard let id else {
-      continuation.finish(throwing: EtcdError(code: .clientClosed, message: "watch: the client is shut down"))
-      return EtcdWatch(id: 0, events: events)
+      queue.finish(throwing: EtcdError(code: .clientClosed, message: "watch: the client is shut down"))
+      return EtcdWatch(id: 0, consumer: consumer)
     }
     self.wake.yield()
-    continuation.onTermination = { [weak self] termination in
-      if case .cancelled = termination { self?.cancel(id) }
-    }
-    return EtcdWatch(id: id, events: events)
+    queue.onConsumerGone { [weak self] in self?.cancel(id) }
+    return EtcdWatch(id: id, consumer: consumer)
   }
 
   /// The consumer stopped iterating: forget the watcher and cancel it on the server.
@@ -184,7 +196,7 @@ final class EtcdWatchHub: Sendable {
       return (Array(state.watchers.values), Array(state.progressWaiters.values))
     }
     let error = EtcdError(code: .clientClosed, message: "watch ended: the client is shut down")
-    for watcher in watchers { watcher.continuation.finish(throwing: error) }
+    for watcher in watchers { watcher.queue.finish(throwing: error) }
     for waiter in waiters { waiter.resume(throwing: error) }
     self.wake.finish()
   }
@@ -303,8 +315,8 @@ final class EtcdWatchHub: Sendable {
   /// Routes one response. Returns an error when the whole stream must be re-established.
   private func handle(_ response: Etcdserverpb_WatchResponse) -> EtcdError? {
     let revision = response.header.revision
-    var deliveries: [(Continuation, [WatchEvent])] = []
-    var endings: [(Continuation, EtcdError)] = []
+    var deliveries: [(WatchEventQueue, [WatchEvent])] = []
+    var endings: [(WatchEventQueue, EtcdError)] = []
     var progressWaiters: [CheckedContinuation<Int64, any Error>] = []
     var restart: EtcdError?
     self.state.withLock { state in
@@ -323,12 +335,12 @@ final class EtcdWatchHub: Sendable {
         }
         state.watchers[id] = nil
         if response.compactRevision > 0 {
-          endings.append((watcher.continuation, EtcdError(
+          endings.append((watcher.queue, EtcdError(
             code: .compacted,
             message: "watch from revision \(watcher.nextRevision) of \(watcher.range.key.debugText): history compacted",
             compactRevision: response.compactRevision)))
         } else {
-          endings.append((watcher.continuation, EtcdError(
+          endings.append((watcher.queue, EtcdError(
             code: .watchCanceled, message: "etcd cancelled the watch: \(response.cancelReason)")))
         }
         return
@@ -359,12 +371,10 @@ final class EtcdWatchHub: Sendable {
         events.append(.progress(revision: revision))
       }
       state.watchers[id] = watcher
-      if !events.isEmpty { deliveries.append((watcher.continuation, events)) }
+      if !events.isEmpty { deliveries.append((watcher.queue, events)) }
     }
-    for (continuation, events) in deliveries {
-      for event in events { continuation.yield(event) }
-    }
-    for (continuation, error) in endings { continuation.finish(throwing: error) }
+    for (queue, events) in deliveries { queue.yield(events) }
+    for (queue, error) in endings { queue.finish(throwing: error) }
     for waiter in progressWaiters { waiter.resume(returning: revision) }
     return restart
   }

@@ -529,6 +529,10 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
   private var streams: [HTTP2StreamID: Stream] = [:]
   /// When data last arrived, kept while streams are open (for keepalive).
   private var lastRead = NIODeadline.now()
+  /// Frames were delivered during the current read (one clock reading per read, not per frame).
+  private var framesDelivered = false
+  /// Stream frames were delivered during the current read (recorded as activity at its end).
+  private var streamDataDelivered = false
   /// Checks that a connection carrying streams is alive while it is quiet.
   private var keepaliveTimer: Scheduled<Void>?
   /// When the keepalive PING in flight was sent (nil: none is, or its ACK came).
@@ -778,7 +782,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
 
   private func streamReceived(_ headers: HTTP2Frame.FramePayload.Headers, on stream: Stream, context: ChannelHandlerContext) {
     guard let streamID = stream.streamID else { return }
-    self.activity.recordResponse()
+    self.streamDataDelivered = true
     if headers.endStream { stream.remoteEnded = true }
     if !stream.receivedHeaders {
       stream.receivedHeaders = true
@@ -797,7 +801,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
 
   private func streamReceived(_ data: HTTP2Frame.FramePayload.Data, on stream: Stream, context: ChannelHandlerContext) {
     // The connection is alive: a unary call timing out meanwhile must not close it as dead.
-    self.activity.recordResponse()
+    self.streamDataDelivered = true
     if data.endStream { stream.remoteEnded = true }
     guard case .byteBuffer(var bytes) = data.data else { return }
     if stream.pending == nil {
@@ -875,8 +879,8 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let frame = self.unwrapInboundIn(data)
     // Only frames the HTTP/2 handler delivers count as signs of life (after a connection error
-    // it stops delivering them, while the socket may still be readable).
-    if !self.streams.isEmpty { self.lastRead = .now() }
+    // it stops delivering them, while the socket may still be readable); noted once per read.
+    self.framesDelivered = true
     switch frame.payload {
     case .headers(let headers):
       guard let call = self.calls[frame.streamID] else {
@@ -959,6 +963,14 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
+    if self.framesDelivered {
+      self.framesDelivered = false
+      if !self.streams.isEmpty { self.lastRead = .now() }
+    }
+    if self.streamDataDelivered {
+      self.streamDataDelivered = false
+      self.activity.recordResponse()
+    }
     if self.needsFlush {
       self.needsFlush = false
       context.flush()
