@@ -315,8 +315,9 @@ final class EtcdWatchHub: Sendable {
   /// Routes one response. Returns an error when the whole stream must be re-established.
   private func handle(_ response: Etcdserverpb_WatchResponse) -> EtcdError? {
     let revision = response.header.revision
-    var deliveries: [(WatchEventQueue, [WatchEvent])] = []
-    var endings: [(WatchEventQueue, EtcdError)] = []
+    // A response concerns one watch ID: at most one delivery or ending.
+    var delivery: (WatchEventQueue, [WatchEvent])?
+    var ending: (WatchEventQueue, EtcdError)?
     var progressWaiters: [CheckedContinuation<Int64, any Error>] = []
     var restart: EtcdError?
     self.state.withLock { state in
@@ -335,13 +336,13 @@ final class EtcdWatchHub: Sendable {
         }
         state.watchers[id] = nil
         if response.compactRevision > 0 {
-          endings.append((watcher.queue, EtcdError(
+          ending = (watcher.queue, EtcdError(
             code: .compacted,
             message: "watch from revision \(watcher.nextRevision) of \(watcher.range.key.debugText): history compacted",
-            compactRevision: response.compactRevision)))
+            compactRevision: response.compactRevision))
         } else {
-          endings.append((watcher.queue, EtcdError(
-            code: .watchCanceled, message: "etcd cancelled the watch: \(response.cancelReason)")))
+          ending = (watcher.queue, EtcdError(
+            code: .watchCanceled, message: "etcd cancelled the watch: \(response.cancelReason)"))
         }
         return
       }
@@ -371,10 +372,10 @@ final class EtcdWatchHub: Sendable {
         events.append(.progress(revision: revision))
       }
       state.watchers[id] = watcher
-      if !events.isEmpty { deliveries.append((watcher.queue, events)) }
+      if !events.isEmpty { delivery = (watcher.queue, events) }
     }
-    for (queue, events) in deliveries { queue.yield(events) }
-    for (queue, error) in endings { queue.finish(throwing: error) }
+    if let (queue, events) = delivery { queue.yield(events) }
+    if let (queue, error) = ending { queue.finish(throwing: error) }
     for waiter in progressWaiters { waiter.resume(returning: revision) }
     return restart
   }
