@@ -64,6 +64,7 @@ let package = Package(
         .product(name: "NIOHPACK", package: "swift-nio-http2"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: strictSwiftSettings
@@ -91,7 +92,7 @@ let package = Package(
     // Swift Testing helpers shared by the test targets (the suite-scoped etcd trait).
     .target(
       name: "CapstanTestSupport",
-      dependencies: ["Capstan", "CapstanTesting"],
+      dependencies: ["Capstan", "CapstanTesting", .product(name: "Metrics", package: "swift-metrics")],
       swiftSettings: strictSwiftSettings
     ),
     // The operational HTTP endpoints of a running manager: /metrics, /healthz, /readyz.
@@ -170,6 +171,7 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
       ],
       swiftSettings: strictSwiftSettings
     ),

@@ -1,4 +1,5 @@
 public import GRPCCore
+public import Metrics
 import Foundation
 
 /// One etcd member's client address, `host:port`.
@@ -198,6 +199,9 @@ public struct EtcdClientConfiguration: Sendable {
   /// the lean unary path for grpc-swift's general client (so that the interceptors see them),
   /// which costs them about twice the CPU per call.
   public var interceptors: [any ClientInterceptor]
+  /// Where the client's metrics go (`capstan_etcd_requests_total`, …; see ARCHITECTURE.md):
+  /// by default the factory the process bootstrapped with swift-metrics.
+  public var metricsFactory: any MetricsFactory
 
   /// A configuration with production defaults: 5 s dial timeout, 10 s request timeout,
   /// retries from 25 ms to 1 s, stream resumes from 100 ms to 10 s, keepalive PINGs after 30 s of
@@ -213,7 +217,8 @@ public struct EtcdClientConfiguration: Sendable {
     requireLeaderOnWatches: Bool = true,
     keepalive: EtcdKeepalive = EtcdKeepalive(interval: .seconds(30), timeout: .seconds(10)),
     coalesceFlushes: Duration? = .microseconds(100),
-    interceptors: [any ClientInterceptor] = []
+    interceptors: [any ClientInterceptor] = [],
+    metricsFactory: any MetricsFactory = MetricsSystem.factory
   ) {
     self.endpoints = endpoints
     self.dialTimeout = dialTimeout
@@ -226,6 +231,7 @@ public struct EtcdClientConfiguration: Sendable {
     self.keepalive = keepalive
     self.coalesceFlushes = coalesceFlushes
     self.interceptors = interceptors
+    self.metricsFactory = metricsFactory
   }
 
   /// Parses a comma-separated endpoint list and uses defaults for everything else.

@@ -136,7 +136,10 @@ final class EtcdLeaseKeeper: Sendable {
       maximumDelay: .seconds(1),  // leases expire: never wait long to reconnect
       status: { self.state.withLock { ($0.closed, $0.entries.isEmpty) } },
       session: { await self.session(on: $0) },
-      afterBreak: { self.expireOverdue() }
+      afterBreak: {
+        self.pool.metrics.restarted(.leaseKeepAlive)
+        self.expireOverdue()
+      }
     )
   }
 

@@ -209,7 +209,10 @@ final class EtcdWatchHub: Sendable {
       wakeups: self.wakeups,
       status: { self.state.withLock { ($0.closed, $0.watchers.isEmpty) } },
       session: { await self.session(on: $0) },
-      afterBreak: { self.streamRestarts.add(1, ordering: .relaxed) }
+      afterBreak: {
+        self.streamRestarts.add(1, ordering: .relaxed)
+        self.pool.metrics.restarted(.watch)
+      }
     )
   }
 

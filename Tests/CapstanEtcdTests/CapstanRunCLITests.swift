@@ -29,7 +29,10 @@ struct CapstanRunCLITests {
   }
 
   /// Scrapes a running `capstan run` on `port`, stops it with SIGTERM and checks a clean exit.
-  static func checkEndpointsThenStop(_ command: RunningTestCommand, port: Int, service: String) async throws {
+  /// With `onEtcd`, `/metrics` must also carry the etcd client's request counts.
+  static func checkEndpointsThenStop(
+    _ command: RunningTestCommand, port: Int, service: String, onEtcd: Bool = false
+  ) async throws {
     let health = try await getWhenUp(port: port, path: "/healthz")
     #expect(health.status == 200, "\(command.standardError)")
     #expect(health.body == "ok\n")
@@ -50,6 +53,14 @@ struct CapstanRunCLITests {
       #"capstan_informer_synced{resource="pods"} 1.0"#, #"workqueue_depth{name="podsets"}"#,
     ] {
       #expect(metrics.body.contains(expected), "\(expected) not in \(metrics.body.prefix(3000))")
+    }
+    if onEtcd {
+      // The informers' initial lists were range calls that succeeded.
+      let ranges = metrics.body.split(separator: "\n").filter {
+        $0.hasPrefix("capstan_etcd_requests_total{") && $0.contains(#"operation="range""#) && $0.contains(#"code="ok""#)
+      }
+      #expect(ranges.count == 1, "no successful range counted in \(metrics.body.prefix(3000))")
+      #expect(ranges.first.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0 >= 2)
     }
 
     command.send(SIGTERM)

@@ -246,6 +246,24 @@ struct EtcdClientKVTests {
     #expect(methods.contains("etcdserverpb.Lease/LeaseKeepAlive"))
   }
 
+  @Test("calls are counted by operation and outcome, and timed")
+  func metrics() async throws {
+    let prefix = uniquePrefix()
+    let metrics = RecordingMetrics()
+    try await withSuiteClient(metrics: metrics) { etcd in
+      try await etcd.put(prefix + "m", "1")
+      try await etcd.put(prefix + "m", "2")
+      #expect(try await etcd.get(prefix + "m")?.valueString == "2")
+      let revoke = await #expect(throws: EtcdError.self) { try await etcd.revokeLease(0x7ead_beef) }
+      #expect(revoke?.code == .leaseNotFound)
+    }
+    #expect(metrics.value("capstan_etcd_requests_total", [("operation", "put"), ("code", "ok")]) == 2)
+    #expect(metrics.value("capstan_etcd_requests_total", [("operation", "range"), ("code", "ok")]) == 1)
+    #expect(metrics.value("capstan_etcd_requests_total", [("operation", "lease_revoke"), ("code", "leaseNotFound")]) == 1)
+    #expect(metrics.value("capstan_etcd_requests_total", [("operation", "lease_revoke"), ("code", "ok")]) == 0)
+    #expect((metrics.value("capstan_etcd_request_duration_seconds", [("operation", "put")]) ?? 0) > 0)
+  }
+
   @Test("20,000 requests on one connection: etcd's PINGs never make the client drop it")
   func manyRequestsOnOneConnection() async throws {
     let prefix = uniquePrefix()

@@ -119,7 +119,8 @@ struct EtcdClientWatchResumeTests {
   func survivesRestart() async throws {
     let server = try suiteServer()
     let prefix = uniquePrefix()
-    try await withSuiteClient { etcd in
+    let metrics = RecordingMetrics()
+    try await withSuiteClient(metrics: metrics) { etcd in
       let start = try await etcd.put(prefix + "start", "0").header.revision
       let watch = etcd.watch(.prefix(prefix), options: WatchOptions(startRevision: start + 1))
       var written: [Int64] = []
@@ -135,6 +136,8 @@ struct EtcdClientWatchResumeTests {
       let revisions = try await received.map(\.revision)
       #expect(revisions == written)
     }
+    let restarts = metrics.value("capstan_etcd_stream_restarts_total", [("stream", "watch")]) ?? 0
+    #expect(restarts >= 2, "each kill broke the watch stream once")
   }
 }
 

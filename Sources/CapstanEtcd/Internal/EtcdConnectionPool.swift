@@ -33,6 +33,7 @@ final class EtcdConnectionPool: Sendable {
   let members: [Member]
   let configuration: EtcdClientConfiguration
   let auth: EtcdAuthenticator
+  let metrics: EtcdClientMetrics
   private let logger: Logger
   /// Set once any call has succeeded: from then on a slow call is bounded by its own deadline only.
   private let hasConnected = Atomic<Bool>(false)
@@ -49,6 +50,7 @@ final class EtcdConnectionPool: Sendable {
     self.logger = logger
     let auth = EtcdAuthenticator(credentials: configuration.credentials)
     self.auth = auth
+    self.metrics = EtcdClientMetrics(factory: configuration.metricsFactory)
     let security = try Self.transportSecurity(configuration.tls)
     let sslContext = try Self.sslContext(configuration.tls)
     var members: [Member] = []
@@ -179,6 +181,7 @@ final class EtcdConnectionPool: Sendable {
       current = (failedIndex + 1) % self.members.count
       return current
     }
+    if moved != nil { self.metrics.failedOver() }
     if let moved, wasHealthy {
       self.logger.warning(
         "etcd endpoint failed, failing over",
@@ -225,10 +228,19 @@ final class EtcdConnectionPool: Sendable {
     fallback: (Client, CallOptions) async throws -> Response
   ) async throws(EtcdError) -> Response {
     let path = "/" + method.fullyQualifiedMethod
-    return try await self.performOnMember(operation, policy: policy, timeout: timeout, pinnedTo: pinnedIndex) { member, until in
-      guard let unary = member.unary else { return try await fallback(member.client, Self.options(until: until)) }
-      let metadata = self.auth.currentToken.map { [("token", $0)] } ?? []
-      return try await unary.call(path: path, request: request, metadata: metadata, deadline: until)
+    let start = self.metrics.isRecorded ? ContinuousClock.now : nil
+    do {
+      let response = try await self.performOnMember(operation, policy: policy, timeout: timeout, pinnedTo: pinnedIndex) {
+        member, until in
+        guard let unary = member.unary else { return try await fallback(member.client, Self.options(until: until)) }
+        let metadata = self.auth.currentToken.map { [("token", $0)] } ?? []
+        return try await unary.call(path: path, request: request, metadata: metadata, deadline: until)
+      }
+      if let start { self.metrics.record(operation, since: start, error: nil) }
+      return response
+    } catch {
+      if let start { self.metrics.record(operation, since: start, error: error) }
+      throw error
     }
   }
 

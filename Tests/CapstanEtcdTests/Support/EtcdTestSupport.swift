@@ -22,10 +22,12 @@ func clientConfiguration(for servers: [EtcdTestServer], credentials: EtcdCredent
 
 /// Runs `body` with a client connected to the suite's server.
 func withSuiteClient<Result: Sendable>(
-  credentials: EtcdCredentials? = nil, _ body: (EtcdClient) async throws -> Result
+  credentials: EtcdCredentials? = nil, metrics: RecordingMetrics? = nil, _ body: (EtcdClient) async throws -> Result
 ) async throws -> Result {
   let server = try suiteServer()
-  return try await withEtcdClient(try clientConfiguration(for: [server], credentials: credentials), logger: testLogger, body)
+  var configuration = try clientConfiguration(for: [server], credentials: credentials)
+  if let metrics { configuration.metricsFactory = metrics }
+  return try await withEtcdClient(configuration, logger: testLogger, body)
 }
 
 let testLogger: Logger = {

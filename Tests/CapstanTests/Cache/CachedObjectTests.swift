@@ -1,4 +1,5 @@
 @testable import Capstan
+import CapstanTestSupport
 import CapstanTesting
 import Foundation
 import Logging

@@ -1,4 +1,5 @@
 @testable import Capstan
+import CapstanTestSupport
 import Foundation
 import PropertyBased
 import Testing

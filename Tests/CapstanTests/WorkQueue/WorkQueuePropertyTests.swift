@@ -1,4 +1,5 @@
 import Capstan
+import CapstanTestSupport
 import Logging
 import PropertyBased
 import Testing
