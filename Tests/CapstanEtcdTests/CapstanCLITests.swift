@@ -6,17 +6,6 @@ import Testing
 /// The `capstan` executable against a real etcd, side by side with `etcdctl`.
 @Suite("capstan CLI", .etcdServer("cli"))
 struct CapstanCLITests {
-  @Test("run against etcd serves the etcd client's metrics with the rest, and exits 0 on SIGTERM")
-  func runOnEtcd() async throws {
-    let server = try suiteServer()
-    let port = try LoopbackHTTP.freePort()
-    let command = try TestCommand.start(
-      try TestCommand.builtProduct("capstan"),
-      ["run", "--endpoints", server.endpoint, "--metrics-addr", "127.0.0.1:\(port)", "--shutdown-timeout", "5s"],
-      environment: CapstanRunCLITests.environment(["SERVICE_NAME": "cli-run-etcd"]))
-    try await CapstanRunCLITests.checkEndpointsThenStop(command, port: port, service: "cli-run-etcd", onEtcd: true)
-  }
-
   func capstan(_ arguments: String..., timeout: Duration = .seconds(30)) async throws -> TestCommand.Output {
     let server = try suiteServer()
     return try await TestCommand.run(try TestCommand.builtProduct("capstan"), arguments + ["--endpoints", server.endpoint], timeout: timeout)
@@ -91,7 +80,7 @@ struct CapstanCLITests {
     #expect(lines.first?.hasPrefix("capstan: error: \(code): ") == true, "\(output.standardError)")
   }
 
-  @Test("run against etcd serves the HTTP endpoints and exits 0 on SIGTERM")
+  @Test("run against etcd serves the HTTP endpoints, the etcd client's metrics among them, and exits 0 on SIGTERM")
   func runAgainstEtcd() async throws {
     let server = try suiteServer()
     let port = try LoopbackHTTP.freePort()
@@ -99,7 +88,7 @@ struct CapstanCLITests {
       try TestCommand.builtProduct("capstan"),
       ["run", "--endpoints", server.endpoint, "--metrics-addr", "127.0.0.1:\(port)", "--service-name", "cli-etcd"],
       environment: CapstanRunCLITests.environment())
-    try await CapstanRunCLITests.checkEndpointsThenStop(command, port: port, service: "cli-etcd")
+    try await CapstanRunCLITests.checkEndpointsThenStop(command, port: port, service: "cli-etcd", onEtcd: true)
   }
 
   @Test("demo converges against etcd and exits 0")

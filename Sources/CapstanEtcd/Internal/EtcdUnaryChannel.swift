@@ -305,6 +305,30 @@ final class EtcdUnaryLane: Sendable {
       }
   }
 
+  /// The connection calls go to: at once when it is up, else once it has connected.
+  private func readyConnection() async throws -> Connection {
+    switch self.connection() {
+    case .success(let ready): return ready
+    case .failure(let error): throw error
+    case nil: return try await self.connectionFuture().get()
+    }
+  }
+
+  /// A request's HEADERS: gRPC's, `grpc-timeout` when the call has a deadline, then `metadata`.
+  private func requestHeaders(path: String, metadata: [(String, String)], timeout: Duration?) -> HPACKHeaders {
+    var headers = HPACKHeaders()
+    headers.reserveCapacity(7 + metadata.count)
+    headers.add(name: ":method", value: "POST")
+    headers.add(name: ":scheme", value: self.scheme)
+    headers.add(name: ":path", value: path)
+    headers.add(name: ":authority", value: self.authority)
+    headers.add(name: "content-type", value: "application/grpc")
+    headers.add(name: "te", value: "trailers")
+    if let timeout { headers.add(name: "grpc-timeout", value: Self.grpcTimeout(timeout)) }
+    for (name, value) in metadata { headers.add(name: name, value: value) }
+    return headers
+  }
+
   /// Runs one unary call at `path` (e.g. `/etcdserverpb.KV/Put`) on this lane's connection.
   func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
     path: String,
@@ -317,27 +341,13 @@ final class EtcdUnaryLane: Sendable {
     }
     // Serialized straight into the frame that goes out (prefix and message, one allocation).
     let message = try request.serializedBytes() as GRPCMessageFrame
-    let connection: Connection
-    switch self.connection() {
-    case .success(let ready): connection = ready
-    case .failure(let error): throw error
-    case nil: connection = try await self.connectionFuture().get()
-    }
+    let connection = try await self.readyConnection()
     // Connecting may have taken a while: what is left of the deadline is what counts.
     let remaining = deadline - .now
     guard remaining > .zero else {
       throw RPCError(code: .deadlineExceeded, message: "Timed out while connecting to \(self.endpoint).")
     }
-    var headers = HPACKHeaders()
-    headers.reserveCapacity(7 + metadata.count)
-    headers.add(name: ":method", value: "POST")
-    headers.add(name: ":scheme", value: self.scheme)
-    headers.add(name: ":path", value: path)
-    headers.add(name: ":authority", value: self.authority)
-    headers.add(name: "content-type", value: "application/grpc")
-    headers.add(name: "te", value: "trailers")
-    headers.add(name: "grpc-timeout", value: Self.grpcTimeout(remaining))
-    for (name, value) in metadata { headers.add(name: name, value: value) }
+    let headers = self.requestHeaders(path: path, metadata: metadata, timeout: remaining)
 
     let eventLoop = connection.channel.eventLoop
     let call = UnaryCallDispatcher.Call(
@@ -385,21 +395,8 @@ final class EtcdUnaryLane: Sendable {
     metadata: [(String, String)],
     onMessage: @escaping @Sendable (ByteBuffer) -> (any Error)?
   ) async throws -> EtcdLeanStream {
-    let connection: Connection
-    switch self.connection() {
-    case .success(let ready): connection = ready
-    case .failure(let error): throw error
-    case nil: connection = try await self.connectionFuture().get()
-    }
-    var headers = HPACKHeaders()
-    headers.reserveCapacity(6 + metadata.count)
-    headers.add(name: ":method", value: "POST")
-    headers.add(name: ":scheme", value: self.scheme)
-    headers.add(name: ":path", value: path)
-    headers.add(name: ":authority", value: self.authority)
-    headers.add(name: "content-type", value: "application/grpc")
-    headers.add(name: "te", value: "trailers")
-    for (name, value) in metadata { headers.add(name: name, value: value) }
+    let connection = try await self.readyConnection()
+    let headers = self.requestHeaders(path: path, metadata: metadata, timeout: nil)
     let stream = UnaryCallDispatcher.Stream(headers: headers, onMessage: onMessage)
     let dispatcher = connection.dispatcher
     connection.channel.eventLoop.execute { dispatcher.value.open(stream) }
