@@ -205,7 +205,8 @@ public final class EtcdClient: Service, Sendable {
     request.revision = revision
     request.physical = physical
     let response = try await self.pool.performUnary(
-      "compact", policy: .nonIdempotent, method: Etcdserverpb_KV.Method.Compact.descriptor, request: request
+      "compact", policy: .nonIdempotent, mayTakeLong: physical, method: Etcdserverpb_KV.Method.Compact.descriptor,
+      request: request
     ) { client, callOptions in
       try await Etcdserverpb_KV.Client(wrapping: client).compact(request, options: callOptions)
     }
@@ -304,14 +305,13 @@ public final class EtcdClient: Service, Sendable {
       throw EtcdError(code: .invalidArgument, message: "status: no endpoint number \(endpointIndex)")
     }
     let request = Etcdserverpb_StatusRequest()
-    let status = try await self.pool.performUnary(
+    let (status, memberIndex) = try await self.pool.performUnaryReportingMember(
       "status", policy: .idempotent, pinnedTo: endpointIndex, method: Etcdserverpb_Maintenance.Method.Status.descriptor,
       request: request
     ) { client, callOptions in
       try await Etcdserverpb_Maintenance.Client(wrapping: client).status(request, options: callOptions)
     }
-    // The member that answered: the pinned one, or the current one (which answered last).
-    let endpoint = endpointIndex.map { self.pool.members[$0].endpoint } ?? self.pool.currentMember.member.endpoint
+    let endpoint = self.pool.members[memberIndex].endpoint
     return EtcdStatus(
       header: EtcdResponseHeader(status.header), version: status.version, dbSize: status.dbSize,
       dbSizeInUse: status.dbSizeInUse, leader: status.leader, raftIndex: status.raftIndex,

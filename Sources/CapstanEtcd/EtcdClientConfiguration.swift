@@ -200,7 +200,8 @@ public struct EtcdClientConfiguration: Sendable {
   /// which costs them about twice the CPU per call.
   public var interceptors: [any ClientInterceptor]
   /// Where the client's metrics go (`capstan_etcd_requests_total`, …; see ARCHITECTURE.md):
-  /// by default the factory the process bootstrapped with swift-metrics.
+  /// by default the factory the process had bootstrapped with swift-metrics when this
+  /// configuration was made (bootstrap first).
   public var metricsFactory: any MetricsFactory
 
   /// A configuration with production defaults: 5 s dial timeout, 10 s request timeout,

@@ -137,7 +137,7 @@ final class EtcdLeaseKeeper: Sendable {
       status: { self.state.withLock { ($0.closed, $0.entries.isEmpty) } },
       session: { await self.session(on: $0) },
       afterBreak: {
-        self.pool.metrics.restarted(.leaseKeepAlive)
+        self.pool.metrics.streamBroke(.leaseKeepAlive)
         self.expireOverdue()
       }
     )

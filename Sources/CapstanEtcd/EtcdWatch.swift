@@ -211,7 +211,7 @@ final class EtcdWatchHub: Sendable {
       session: { await self.session(on: $0) },
       afterBreak: {
         self.streamRestarts.add(1, ordering: .relaxed)
-        self.pool.metrics.restarted(.watch)
+        self.pool.metrics.streamBroke(.watch)
       }
     )
   }

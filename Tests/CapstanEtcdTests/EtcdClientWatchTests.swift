@@ -136,7 +136,7 @@ struct EtcdClientWatchResumeTests {
       let revisions = try await received.map(\.revision)
       #expect(revisions == written)
     }
-    let restarts = metrics.value("capstan_etcd_stream_restarts_total", [("stream", "watch")]) ?? 0
+    let restarts = metrics.value("capstan_etcd_stream_breaks_total", [("stream", "watch")]) ?? 0
     #expect(restarts >= 2, "each kill broke the watch stream once")
   }
 }

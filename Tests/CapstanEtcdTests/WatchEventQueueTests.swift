@@ -55,6 +55,26 @@ struct WatchEventQueueTests {
     #expect(try await queue.next() == nil, "events after the consumer left are dropped")
   }
 
+  @Test("a consumer cancelled with events still buffered stops at once, and the hub hears of it")
+  func cancelledWithBacklog() async throws {
+    let queue = WatchEventQueue()
+    let gone = Counter()
+    queue.onConsumerGone { gone.value.add(1, ordering: .relaxed) }
+    queue.yield([Self.event(1), Self.event(2), Self.event(3)])
+    let consumer = Task {
+      var revisions: [Int64] = []
+      while let event = try await queue.next() {
+        revisions.append(event.revision)
+        if revisions.count == 1 { withUnsafeCurrentTask { $0?.cancel() } }
+      }
+      return revisions
+    }
+    #expect(try await consumer.value == [1])
+    #expect(gone.value.load(ordering: .relaxed) == 1)
+    queue.yield([Self.event(4)])
+    #expect(try await queue.next() == nil, "events after the consumer left are dropped")
+  }
+
   @Test("dropping the watch and its iterators tells the hub; a late subscriber hears at once")
   func droppedWatch() async throws {
     let queue = WatchEventQueue()
@@ -65,7 +85,7 @@ struct WatchEventQueueTests {
       var iterator = watch.makeAsyncIterator()
       queue.yield([Self.event(5)])
       #expect(try await iterator.next()?.revision == 5)
-      #expect(gone.value.load(ordering: .relaxed) == 0)
+      withExtendedLifetime(watch) { withExtendedLifetime(iterator) { #expect(gone.value.load(ordering: .relaxed) == 0) } }
     }
     #expect(gone.value.load(ordering: .relaxed) == 1)
     queue.onConsumerGone { gone.value.add(10, ordering: .relaxed) }

@@ -7,8 +7,9 @@ import Synchronization
 ///   or the ``EtcdError/Code`` the call failed with (after retries);
 /// - `capstan_etcd_request_duration_seconds{operation}`: how long calls took, retries included;
 /// - `capstan_etcd_failovers_total`: moves of the client to another member;
-/// - `capstan_etcd_stream_restarts_total{stream}`: the watch (`watch`) or lease keep-alive
-///   (`lease_keep_alive`) stream re-established after it broke.
+/// - `capstan_etcd_stream_breaks_total{stream}`: the watch (`watch`) or lease keep-alive
+///   (`lease_keep_alive`) stream broke, or an attempt to re-establish it failed (a member down
+///   for a while counts once per attempt).
 ///
 /// `operation` is the call's name with `_` for spaces and dashes (`put`, `lease_time_to_live`).
 /// With swift-metrics' no-op factory (nothing bootstrapped) the client reads no clock for them.
@@ -54,8 +55,8 @@ final class EtcdClientMetrics: Sendable {
   /// Counts a move to another member.
   func failedOver() { self.failovers.increment() }
 
-  /// Counts a re-establishment of `stream` after it broke.
-  func restarted(_ stream: Stream) {
+  /// Counts a break of `stream` (or a failed attempt to re-establish it).
+  func streamBroke(_ stream: Stream) {
     switch stream {
     case .watch: self.watchRestarts.increment()
     case .leaseKeepAlive: self.keepAliveRestarts.increment()
@@ -70,9 +71,9 @@ final class EtcdClientMetrics: Sendable {
     self.operations = operations
     self.failovers = Counter(label: "capstan_etcd_failovers_total", factory: factory)
     self.watchRestarts = Counter(
-      label: "capstan_etcd_stream_restarts_total", dimensions: [("stream", "watch")], factory: factory)
+      label: "capstan_etcd_stream_breaks_total", dimensions: [("stream", "watch")], factory: factory)
     self.keepAliveRestarts = Counter(
-      label: "capstan_etcd_stream_restarts_total", dimensions: [("stream", "lease_keep_alive")], factory: factory)
+      label: "capstan_etcd_stream_breaks_total", dimensions: [("stream", "lease_keep_alive")], factory: factory)
   }
 
   private static func label(_ operation: String) -> String {

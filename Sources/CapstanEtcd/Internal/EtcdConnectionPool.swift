@@ -217,42 +217,64 @@ final class EtcdConnectionPool: Sendable {
   ///
   /// Calls are never retried blindly: a non-idempotent one is sent again only if it certainly
   /// never reached a server. When no endpoint is reachable at all the call fails once the
-  /// configured dial timeout has passed.
+  /// configured dial timeout has passed. `mayTakeLong`: the server may stay silent until the
+  /// deadline (a physical compaction), so a timeout does not mark the connection dead.
   func performUnary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
     _ operation: String,
     policy: RetryPolicy,
     timeout: Duration? = nil,
     pinnedTo pinnedIndex: Int? = nil,
+    mayTakeLong: Bool = false,
     method: MethodDescriptor,
     request: Request,
     fallback: (Client, CallOptions) async throws -> Response
   ) async throws(EtcdError) -> Response {
+    try await self.performUnaryReportingMember(
+      operation, policy: policy, timeout: timeout, pinnedTo: pinnedIndex, mayTakeLong: mayTakeLong, method: method,
+      request: request, fallback: fallback
+    ).response
+  }
+
+  /// ``performUnary(_:policy:timeout:pinnedTo:mayTakeLong:method:request:fallback:)``, also
+  /// returning the index of the member that answered.
+  func performUnaryReportingMember<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+    _ operation: String,
+    policy: RetryPolicy,
+    timeout: Duration? = nil,
+    pinnedTo pinnedIndex: Int? = nil,
+    mayTakeLong: Bool = false,
+    method: MethodDescriptor,
+    request: Request,
+    fallback: (Client, CallOptions) async throws -> Response
+  ) async throws(EtcdError) -> (response: Response, memberIndex: Int) {
     let path = "/" + method.fullyQualifiedMethod
     let start = self.metrics.isRecorded ? ContinuousClock.now : nil
     do {
-      let response = try await self.performOnMember(operation, policy: policy, timeout: timeout, pinnedTo: pinnedIndex) {
+      let answered = try await self.performOnMember(operation, policy: policy, timeout: timeout, pinnedTo: pinnedIndex) {
         member, until in
         guard let unary = member.unary else { return try await fallback(member.client, Self.options(until: until)) }
         let metadata = self.auth.currentToken.map { [("token", $0)] } ?? []
-        return try await unary.call(path: path, request: request, metadata: metadata, deadline: until)
+        return try await unary.call(
+          path: path, request: request, metadata: metadata, deadline: until, mayTakeLong: mayTakeLong)
       }
       if let start { self.metrics.record(operation, since: start, error: nil) }
-      return response
+      return answered
     } catch {
       if let start { self.metrics.record(operation, since: start, error: error) }
       throw error
     }
   }
 
-  /// The retry and failover loop behind ``performUnary(_:policy:timeout:pinnedTo:method:request:fallback:)``:
-  /// `body` gets the member to call and the deadline of this attempt.
+  /// The retry and failover loop behind ``performUnaryReportingMember(_:policy:timeout:pinnedTo:mayTakeLong:method:request:fallback:)``:
+  /// `body` gets the member to call and the deadline of this attempt; the result comes with the
+  /// index of the member that answered.
   private func performOnMember<Result: Sendable>(
     _ operation: String,
     policy: RetryPolicy,
     timeout: Duration? = nil,
     pinnedTo pinnedIndex: Int? = nil,
     _ body: (Member, ContinuousClock.Instant) async throws -> Result
-  ) async throws(EtcdError) -> Result {
+  ) async throws(EtcdError) -> (response: Result, memberIndex: Int) {
     let start = ContinuousClock.now
     let deadline = start + (timeout ?? self.configuration.requestTimeout)
     let dialDeadline = start + self.configuration.dialTimeout
@@ -272,7 +294,7 @@ final class EtcdConnectionPool: Sendable {
         let result = try await body(member, connected ? deadline : min(deadline, dialDeadline))
         self.hasConnected.store(true, ordering: .relaxed)
         self.markHealthy(index)
-        return result
+        return (result, index)
       } catch {
         let error = EtcdError.wrapping(error, operation: operation)
         if error.code == .invalidAuthToken, self.auth.isEnabled, !reauthenticated {

@@ -66,17 +66,19 @@ final class EtcdUnaryChannel: Sendable {
     return best
   }
 
-  /// Runs one unary call at `path` (e.g. `/etcdserverpb.KV/Put`).
+  /// Runs one unary call at `path` (e.g. `/etcdserverpb.KV/Put`); see
+  /// ``EtcdUnaryLane/call(path:request:metadata:deadline:mayTakeLong:)``.
   func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
     path: String,
     request: Request,
     metadata: [(String, String)],
-    deadline: ContinuousClock.Instant
+    deadline: ContinuousClock.Instant,
+    mayTakeLong: Bool = false
   ) async throws -> Response {
     let lane = self.lane()
     lane.inFlight.add(1, ordering: .relaxed)
     defer { lane.inFlight.subtract(1, ordering: .relaxed) }
-    return try await lane.call(path: path, request: request, metadata: metadata, deadline: deadline)
+    return try await lane.call(path: path, request: request, metadata: metadata, deadline: deadline, mayTakeLong: mayTakeLong)
   }
 
   /// Opens a bidirectional stream at `path` (e.g. `/etcdserverpb.Watch/Watch`) on the lane with
@@ -330,11 +332,14 @@ final class EtcdUnaryLane: Sendable {
   }
 
   /// Runs one unary call at `path` (e.g. `/etcdserverpb.KV/Put`) on this lane's connection.
+  /// `mayTakeLong`: the server may legitimately stay silent until the deadline (a physical
+  /// compaction), so a timeout says nothing about the connection.
   func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
     path: String,
     request: Request,
     metadata: [(String, String)],
-    deadline: ContinuousClock.Instant
+    deadline: ContinuousClock.Instant,
+    mayTakeLong: Bool = false
   ) async throws -> Response {
     guard deadline > .now else {
       throw RPCError(code: .deadlineExceeded, message: "Timed out before the call started.")
@@ -376,7 +381,7 @@ final class EtcdUnaryLane: Sendable {
       // and report the endpoint unavailable, so that calls fail over to another member.
       // (Only after a wait of a second or more: a short deadline says nothing about the peer.)
       if let rpcError = error as? RPCError, rpcError.code == .deadlineExceeded,
-        remaining >= .seconds(1), connection.activity.lastResponse < started
+        !mayTakeLong, remaining >= .seconds(1), connection.activity.lastResponse < started
       {
         connection.channel.close(promise: nil)
         throw RPCError(
@@ -528,8 +533,9 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
   private var lastRead = NIODeadline.now()
   /// Frames were delivered during the current read (one clock reading per read, not per frame).
   private var framesDelivered = false
-  /// Stream frames were delivered during the current read (recorded as activity at its end).
-  private var streamDataDelivered = false
+  /// Responses or stream frames were delivered during the current read (recorded as the
+  /// connection's activity at its end: one clock reading per read).
+  private var responsesDelivered = false
   /// Checks that a connection carrying streams is alive while it is quiet.
   private var keepaliveTimer: Scheduled<Void>?
   /// When the keepalive PING in flight was sent (nil: none is, or its ACK came).
@@ -779,7 +785,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
 
   private func streamReceived(_ headers: HTTP2Frame.FramePayload.Headers, on stream: Stream, context: ChannelHandlerContext) {
     guard let streamID = stream.streamID else { return }
-    self.streamDataDelivered = true
+    self.responsesDelivered = true
     if headers.endStream { stream.remoteEnded = true }
     if !stream.receivedHeaders {
       stream.receivedHeaders = true
@@ -798,7 +804,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
 
   private func streamReceived(_ data: HTTP2Frame.FramePayload.Data, on stream: Stream, context: ChannelHandlerContext) {
     // The connection is alive: a unary call timing out meanwhile must not close it as dead.
-    self.streamDataDelivered = true
+    self.responsesDelivered = true
     if data.endStream { stream.remoteEnded = true }
     guard case .byteBuffer(var bytes) = data.data else { return }
     if stream.pending == nil {
@@ -886,7 +892,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
       }
       if headers.endStream { call.remoteEnded = true }
       if !call.receivedHeaders {
-        self.activity.recordResponse()
+        self.responsesDelivered = true
         call.receivedHeaders = true
         if let status = headers.headers.first(name: ":status"), status != "200" {
           self.abandon(
@@ -964,8 +970,8 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
       self.framesDelivered = false
       if !self.streams.isEmpty { self.lastRead = .now() }
     }
-    if self.streamDataDelivered {
-      self.streamDataDelivered = false
+    if self.responsesDelivered {
+      self.responsesDelivered = false
       self.activity.recordResponse()
     }
     if self.needsFlush {

@@ -7,8 +7,8 @@ import Synchronization
 /// always suspends through a continuation under a cancellation handler, in generic code that
 /// looks up type metadata on each call. Here an event already buffered is taken under the lock
 /// and returned without suspending; only an empty queue suspends. The semantics are the same:
-/// buffered events first, then the error the watch ended with (once), then `nil`; a consumer
-/// that is cancelled while waiting gets `nil`, and a consumer that is cancelled or stops
+/// buffered events first, then the error the watch ended with (once), then `nil`; a cancelled
+/// consumer gets `nil` (at once, even with events buffered), and a consumer that is cancelled or stops
 /// iterating (the ``EtcdWatch`` and its iterators are gone) is reported through
 /// `onConsumerGone`, once, so that the hub cancels the watch on the server.
 final class WatchEventQueue: Sendable {
@@ -82,7 +82,8 @@ final class WatchEventQueue: Sendable {
       let event = state.buffer[state.head]
       state.head += 1
       if state.head == state.buffer.count {
-        state.buffer.removeAll(keepingCapacity: true)
+        // A small buffer is kept for the next events; a backlog's is given back.
+        state.buffer.removeAll(keepingCapacity: state.buffer.count <= 1024)
         state.head = 0
       } else if state.head >= 1024, state.head * 2 >= state.buffer.count {
         state.buffer.removeFirst(state.head)
@@ -101,6 +102,11 @@ final class WatchEventQueue: Sendable {
   /// The next event; `nil` once the watch ended (after its error, if any) or the consumer was
   /// cancelled.
   func next() async throws -> WatchEvent? {
+    // A cancelled consumer stops at once, buffered events or not (and the watch is cancelled).
+    if Task.isCancelled {
+      self.consumerStopped()
+      return nil
+    }
     switch self.state.withLock({ Self.take(&$0) }) {
     case .event(let event): return event
     case .end(let error?): throw error
@@ -111,7 +117,10 @@ final class WatchEventQueue: Sendable {
       try await withUnsafeThrowingContinuation { (waiter: UnsafeContinuation<WatchEvent?, any Error>) in
         let taken = self.state.withLock { state -> Taken in
           let taken = Self.take(&state)
-          if case .empty = taken { state.waiter = waiter }
+          if case .empty = taken {
+            precondition(state.waiter == nil, "an EtcdWatch is iterated by more than one task at once")
+            state.waiter = waiter
+          }
           return taken
         }
         switch taken {
