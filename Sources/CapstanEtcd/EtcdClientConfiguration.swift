@@ -188,16 +188,16 @@ public struct EtcdClientConfiguration: Sendable {
   /// Liveness checks of connections that carry streams (default: PING after 30 s of silence,
   /// dead after 10 s more without an answer, as etcd's Go client does).
   public var keepalive: EtcdKeepalive
-  /// On grpc-swift's connections (the lease keep-alive stream, lease and maintenance calls, and
-  /// KV calls and the watch stream when interceptors are set), coalesce writes to the socket for at most this long
-  /// (`nil`: flush every write at once). With many requests in flight this saves system calls
-  /// (about 10% more puts/s at 64 in flight on that path); a lone request waits at most this long.
-  /// KV calls and the watch stream on the lean path flush once per event-loop turn.
+  /// On grpc-swift's connections (authentication, and every call and stream when interceptors
+  /// are set), coalesce writes to the socket for at most this long (`nil`: flush every write at
+  /// once). With many requests in flight this saves system calls (about 10% more puts/s at 64 in
+  /// flight on that path); a lone request waits at most this long. The lean path (every call and
+  /// stream otherwise) flushes once per event-loop turn.
   public var coalesceFlushes: Duration?
   /// Interceptors that see every RPC the client makes (unary and streaming). The one place to
-  /// hook in rate limiting, circuit breaking or tracing. With any interceptor set, KV calls leave
-  /// the lean unary path for grpc-swift's general client (so that the interceptors see them),
-  /// which costs them about twice the CPU per call.
+  /// hook in rate limiting, circuit breaking or tracing. With any interceptor set, every call and
+  /// stream leaves the lean path for grpc-swift's general client (so that the interceptors see
+  /// them), which costs about twice the CPU per call.
   public var interceptors: [any ClientInterceptor]
   /// Where the client's metrics go (`capstan_etcd_requests_total`, …; see ARCHITECTURE.md):
   /// by default the factory the process had bootstrapped with swift-metrics when this

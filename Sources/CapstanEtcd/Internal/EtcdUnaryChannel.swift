@@ -7,20 +7,22 @@ import NIOSSL
 import SwiftProtobuf
 import Synchronization
 
-/// A lean path for unary gRPC calls: per endpoint, one HTTP/2 connection per event loop (a
-/// lane), on which one handler (``UnaryCallDispatcher``) runs every call as a stream of its own,
-/// entirely on the connection's event loop: it writes the HEADERS and DATA frames, routes the response frames by stream ID and
-/// resumes the caller.
+/// A lean path for gRPC calls and streams: per endpoint, one HTTP/2 connection per event loop
+/// (a lane), on which one handler (``UnaryCallDispatcher``) runs every call as a stream of its
+/// own, entirely on the connection's event loop: it writes the HEADERS and DATA frames, routes
+/// the response frames by stream ID and resumes the caller. The client's two long-lived streams
+/// (watch, lease keep-alive) run on it too, as ``EtcdLeanStream``s.
 ///
 /// Why: grpc-swift's general client spends most of a small call's CPU in per-call machinery (task
 /// groups, async sequences, a deadline task, generic metadata), about twice what etcd's Go client
-/// spends per put. KV calls are the hot path of a controller, so they take this path; streams and
-/// everything else stay on grpc-swift. The HTTP/2 handler runs in frame mode (no child channel
-/// per stream: creating, activating and tearing down a stream channel and its pipeline was about
-/// a third of a call's CPU), so the dispatcher does what stream channels did: it gives back
-/// inbound flow-control window (connection and stream), resets streams it abandons, and fails
-/// calls whose stream closed. Outbound flow control, stream-state validation and the concurrent
-/// stream limit stay with `NIOHTTP2Handler`.
+/// spends per put, and about 10 µs per watch response in its stream machinery. Every call and
+/// stream takes this path unless interceptors must see them; grpc-swift keeps authentication.
+/// The HTTP/2 handler runs in frame mode (no child channel per stream: creating, activating and
+/// tearing down a stream channel and its pipeline was about a third of a call's CPU), so the
+/// dispatcher does what stream channels did: it gives back inbound flow-control window
+/// (connection and stream), resets streams it abandons, and fails calls whose stream closed.
+/// Outbound flow control, stream-state validation and the concurrent stream limit stay with
+/// `NIOHTTP2Handler`.
 ///
 /// A call here has the same semantics as on grpc-swift: `grpc-timeout` is sent and the deadline
 /// enforced locally, errors are `RPCError`s with the same codes and messages (so
@@ -424,8 +426,9 @@ final class EtcdUnaryLane: Sendable {
   }
 }
 
-/// Runs every unary call of one HTTP/2 connection, one stream per call, on the connection's event
-/// loop. Sits after `NIOHTTP2Handler` (which runs without a stream multiplexer, in frame mode).
+/// Runs every unary call (one stream per call) and every bidirectional stream of one HTTP/2
+/// connection, on the connection's event loop. Sits after `NIOHTTP2Handler` (which runs without a
+/// stream multiplexer, in frame mode).
 ///
 /// Per call: allocates the next client stream ID, writes HEADERS and the request as one DATA
 /// frame with END_STREAM, collects the response's DATA, and resumes the caller with the result of the
