@@ -112,8 +112,6 @@ final class EtcdWatchHub: Sendable {
   private let logger: Logger
   private let wakeups: AsyncStream<Void>
   private let wake: AsyncStream<Void>.Continuation
-  /// How many times a broken watch stream was re-established (for metrics and tests).
-  let streamRestarts = Atomic<Int>(0)
 
   init(pool: EtcdConnectionPool, logger: Logger) {
     self.pool = pool
@@ -209,10 +207,7 @@ final class EtcdWatchHub: Sendable {
       wakeups: self.wakeups,
       status: { self.state.withLock { ($0.closed, $0.watchers.isEmpty) } },
       session: { await self.session(on: $0) },
-      afterBreak: {
-        self.streamRestarts.add(1, ordering: .relaxed)
-        self.pool.metrics.streamBroke(.watch)
-      }
+      afterBreak: { self.pool.metrics.streamBroke(.watch) }
     )
   }
 

@@ -10,6 +10,14 @@ struct WatchEventQueueTests {
     let value = Atomic<Int>(0)
   }
 
+  /// A queue, and how many times it told the hub its consumer left.
+  static func queueCountingDepartures() -> (WatchEventQueue, Counter) {
+    let queue = WatchEventQueue()
+    let gone = Counter()
+    queue.onConsumerGone { gone.value.add(1, ordering: .relaxed) }
+    return (queue, gone)
+  }
+
   @Test("buffered events come first, in order, then the error once, then nil")
   func bufferedThenError() async throws {
     let queue = WatchEventQueue()
@@ -42,9 +50,7 @@ struct WatchEventQueueTests {
 
   @Test("a consumer cancelled while waiting gets nil, and the hub hears of it once")
   func cancelledConsumer() async throws {
-    let queue = WatchEventQueue()
-    let gone = Counter()
-    queue.onConsumerGone { gone.value.add(1, ordering: .relaxed) }
+    let (queue, gone) = Self.queueCountingDepartures()
     let consumer = Task { try await queue.next() }
     try await Task.sleep(for: .milliseconds(20))
     consumer.cancel()
@@ -57,9 +63,7 @@ struct WatchEventQueueTests {
 
   @Test("a consumer cancelled with events still buffered stops at once, and the hub hears of it")
   func cancelledWithBacklog() async throws {
-    let queue = WatchEventQueue()
-    let gone = Counter()
-    queue.onConsumerGone { gone.value.add(1, ordering: .relaxed) }
+    let (queue, gone) = Self.queueCountingDepartures()
     queue.yield([Self.event(1), Self.event(2), Self.event(3)])
     let consumer = Task {
       var revisions: [Int64] = []
@@ -77,9 +81,7 @@ struct WatchEventQueueTests {
 
   @Test("dropping the watch and its iterators tells the hub; a late subscriber hears at once")
   func droppedWatch() async throws {
-    let queue = WatchEventQueue()
-    let gone = Counter()
-    queue.onConsumerGone { gone.value.add(1, ordering: .relaxed) }
+    let (queue, gone) = Self.queueCountingDepartures()
     do {
       let watch = EtcdWatch(id: 1, consumer: WatchConsumer(queue: queue))
       var iterator = watch.makeAsyncIterator()
