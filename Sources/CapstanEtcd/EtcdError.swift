@@ -161,15 +161,10 @@ extension EtcdError {
   }
 
   /// True when the request certainly never reached a server, so even a non-idempotent write
-  /// may be sent again (to another endpoint).
+  /// may be sent again (to another endpoint). Decided by type: both call paths attach
+  /// ``RequestNotSent`` to the error when they know the request did not leave.
   var requestNeverSent: Bool {
-    guard let rpc = self.cause as? RPCError, rpc.code == .unavailable else { return false }
-    let notSent = [
-      "isn't ready", "Could not establish", "subchannel is unavailable", "channel is closed",
-      "Channel isn't ready", "channel is shutdown", "Failed to resolve", "Transport is shut",
-      "the request was not processed",
-    ]
-    return notSent.contains { rpc.message.contains($0) }
+    (self.cause as? RPCError)?.requestCertainlyNotSent ?? false
   }
 
   /// True when a different endpoint might succeed: the transport failed or the member has no leader.

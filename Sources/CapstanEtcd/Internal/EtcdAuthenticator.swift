@@ -31,7 +31,7 @@ final class EtcdAuthenticator: Sendable {
 
   /// Exchanges the credentials for a token.
   func authenticate(
-    using client: GRPCClient<HTTP2ClientTransport.Posix>,
+    using client: EtcdConnectionPool.Client,
     until deadline: ContinuousClock.Instant
   ) async throws {
     guard let credentials else { return }

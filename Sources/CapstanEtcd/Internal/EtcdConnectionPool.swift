@@ -18,7 +18,7 @@ enum RetryPolicy: Sendable {
 /// One gRPC client per endpoint, the "current" endpoint, and the retry/failover loop that every
 /// unary call goes through.
 final class EtcdConnectionPool: Sendable {
-  typealias Client = GRPCClient<HTTP2ClientTransport.Posix>
+  typealias Client = GRPCClient<DeliveryTrackingTransport<HTTP2ClientTransport.Posix>>
 
   struct Member: Sendable {
     let endpoint: EtcdEndpoint
@@ -75,7 +75,7 @@ final class EtcdConnectionPool: Sendable {
       // Every interceptor costs each call a little: the auth one is installed only with credentials.
       let authInterceptors: [any ClientInterceptor] =
         configuration.credentials == nil ? [] : [EtcdAuthInterceptor(authenticator: auth)]
-      let client = Client(transport: transport, interceptors: authInterceptors + configuration.interceptors)
+      let client = Client(transport: DeliveryTrackingTransport(transport), interceptors: authInterceptors + configuration.interceptors)
       let unary =
         configuration.interceptors.isEmpty
         ? EtcdUnaryChannel(

@@ -201,7 +201,7 @@ final class EtcdUnaryLane: Sendable {
   private func connection() -> Result<Connection, any Error>? {
     switch self.state.withLock({ state -> State in state }) {
     case .ready(let connection) where !connection.activity.isDraining: .success(connection)
-    case .closed: .failure(RPCError(code: .unavailable, message: "channel is closed"))
+    case .closed: .failure(RPCError.notSent(.channelClosed))
     default: nil
     }
   }
@@ -224,7 +224,7 @@ final class EtcdUnaryLane: Sendable {
       case .connecting(let future):
         return .use(future)
       case .closed:
-        return .use(self.eventLoop.makeFailedFuture(RPCError(code: .unavailable, message: "channel is closed")))
+        return .use(self.eventLoop.makeFailedFuture(RPCError.notSent(.channelClosed)))
       case .idle:
         let promise = self.eventLoop.makePromise(of: Connection.self)
         state = .connecting(promise.futureResult)
@@ -256,7 +256,7 @@ final class EtcdUnaryLane: Sendable {
           promise.succeed(connection)
         case .failure(let error):
           promise.fail(
-            RPCError(code: .unavailable, message: "Could not establish a connection to \(self.endpoint).", cause: error))
+            RPCError.notSent(.connectionFailed, message: "Could not establish a connection to \(self.endpoint).", cause: error))
         }
       }
       return promise.futureResult
@@ -567,13 +567,13 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
       return
     }
     guard self.isOpen, let context = self.context else {
-      continuation.resume(throwing: RPCError(code: .unavailable, message: "channel is closed"))
+      continuation.resume(throwing: RPCError.notSent(.channelClosed))
       return
     }
     guard self.nextStreamID > 0 else {
       // Every stream ID of this connection was used (it is draining since long before).
       continuation.resume(
-        throwing: RPCError(code: .unavailable, message: "The stream was refused: the request was not processed."))
+        throwing: RPCError.notSent(.streamRefused))
       return
     }
     let streamID = HTTP2StreamID(self.nextStreamID)
@@ -593,7 +593,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
         self.finish(
           streamID,
           .failure(
-            RPCError(code: .unavailable, message: "The stream was refused: the request was not processed.", cause: error)
+            RPCError.notSent(.streamRefused, cause: error)
           ))
       }
     }
@@ -680,7 +680,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
         call.continuation?.resume(throwing: RPCError(code: .unavailable, message: sentMessage))
       } else {
         call.continuation?.resume(
-          throwing: RPCError(code: .unavailable, message: "The stream was refused: the request was not processed."))
+          throwing: RPCError.notSent(.streamRefused))
       }
       call.continuation = nil
     }
@@ -711,11 +711,11 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
   func open(_ stream: Stream) {
     guard !stream.isEnded else { return }  // cancelled before it opened
     guard self.isOpen, let context = self.context else {
-      stream.end(RPCError(code: .unavailable, message: "channel is closed"))
+      stream.end(RPCError.notSent(.channelClosed))
       return
     }
     guard self.nextStreamID > 0 else {
-      stream.end(RPCError(code: .unavailable, message: "The stream was refused: the request was not processed."))
+      stream.end(RPCError.notSent(.streamRefused))
       return
     }
     let streamID = HTTP2StreamID(self.nextStreamID)
@@ -730,7 +730,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
     let headersWritten = context.eventLoop.makePromise(of: Void.self)
     headersWritten.futureResult.assumeIsolated().whenFailure { error in
       self.endStream(
-        streamID, RPCError(code: .unavailable, message: "The stream was refused: the request was not processed.", cause: error))
+        streamID, RPCError.notSent(.streamRefused, cause: error))
     }
     context.write(
       self.wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: stream.headers)))),
@@ -929,7 +929,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
       for streamID in self.calls.keys where streamID > lastStreamID {
         self.finish(
           streamID,
-          .failure(RPCError(code: .unavailable, message: "The stream was refused: the request was not processed.")))
+          .failure(RPCError.notSent(.streamRefused)))
       }
       for streamID in self.streams.keys where streamID > lastStreamID {
         self.endStream(streamID, RPCError(code: .unavailable, message: "The server is going away (GOAWAY)."))
@@ -955,7 +955,7 @@ final class UnaryCallDispatcher: ChannelInboundHandler, RemovableChannelHandler 
       } else if event.reason == .refusedStream {
         self.finish(
           event.streamID,
-          .failure(RPCError(code: .unavailable, message: "The stream was refused: the request was not processed.")))
+          .failure(RPCError.notSent(.streamRefused)))
       } else if let reason = event.reason {
         self.finish(
           event.streamID, .failure(RPCError(code: .unavailable, message: "Stream unexpectedly closed (\(reason)).")))
