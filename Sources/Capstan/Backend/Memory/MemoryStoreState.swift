@@ -129,6 +129,10 @@ struct MemoryStoreState: Sendable {
   var index = SortedKeyIndex()
   var liveKeys = 0
   var log: Deque<LoggedEvent> = []
+  /// Paginated reads under way: where each one's next page starts, and how many keys remain from
+  /// there (see ``range(_:options:)``).
+  var paginations: [PaginationPosition: Int] = [:]
+  static let maximumRememberedPaginations = 256
 
   var leases: [Int64: LeaseState] = [:]
   var leaseDeadlines = Heap<LeaseDeadline>()
@@ -146,6 +150,13 @@ struct MemoryStoreState: Sendable {
   var stalledWatchers: Set<Int> = []
   var latency: Duration = .zero
   var lastGauges: MemoryStoreGauges?
+
+  /// Where a paginated read's next page starts: a key range at a revision.
+  struct PaginationPosition: Hashable, Sendable {
+    let begin: StoreKey
+    let end: StoreKey?
+    let revision: Int64
+  }
 
   init(limits: MemoryStoreLimits) {
     self.limits = limits
@@ -181,7 +192,11 @@ struct MemoryStoreState: Sendable {
     return requested
   }
 
-  func read(_ range: StoreKeyRange, options: BackendRangeOptions, at revision: Int64) -> BackendRangePage {
+  /// Reads `range` at `revision`. With `knownCount` (the number of keys the range holds at that
+  /// revision, known from the page before), stops after the page instead of counting the rest.
+  func read(
+    _ range: StoreKeyRange, options: BackendRangeOptions, at revision: Int64, knownCount: Int? = nil
+  ) -> BackendRangePage {
     var kvs: [StoredKeyValue] = []
     var count = 0
     let limit = max(0, options.limit)
@@ -197,9 +212,10 @@ struct MemoryStoreState: Sendable {
           kvs.append(kv)
         }
       }
-      return true
+      return knownCount == nil || kvs.count < limit
     }
-    return BackendRangePage(kvs: kvs, more: count > kvs.count, count: count, revision: revision)
+    let total = knownCount ?? count
+    return BackendRangePage(kvs: kvs, more: total > kvs.count, count: total, revision: revision)
   }
 
   // MARK: Validation
@@ -342,7 +358,19 @@ struct MemoryStoreState: Sendable {
   mutating func range(_ range: KeyRange, options: BackendRangeOptions) throws(BackendError) -> BackendRangePage {
     try Self.validate(range, operation: "range")
     let revision = try self.readableRevision(options.revision)
-    return self.read(StoreKeyRange(range), options: options, at: revision)
+    let keys = StoreKeyRange(range)
+    guard options.limit > 0, !keys.isSingleKey else { return self.read(keys, options: options, at: revision) }
+    // A paginated read asks next for the keys after this page's last, at the same revision: the
+    // count of what remains is then this page's count less its keys, so no page recounts the
+    // rest of the range (history at a revision never changes, so the figure stays exact).
+    let asked = PaginationPosition(begin: keys.begin, end: keys.end, revision: revision)
+    let page = self.read(keys, options: options, at: revision, knownCount: self.paginations.removeValue(forKey: asked))
+    if page.more, let last = page.kvs.last {
+      if self.paginations.count >= Self.maximumRememberedPaginations { self.paginations.removeAll(keepingCapacity: true) }
+      let next = PaginationPosition(begin: StoreKey(last.key + "\u{0}"), end: keys.end, revision: revision)
+      self.paginations[next] = page.count - page.kvs.count
+    }
+    return page
   }
 
   func compare(_ compare: BackendCompare) -> Bool {
